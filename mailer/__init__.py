@@ -1,0 +1,1 @@
+"""A self-hosted newsletter and advocacy-alert mailer."""

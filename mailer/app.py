@@ -1,0 +1,67 @@
+"""The application factory: short ordered steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from mailer import config as config_module
+from mailer import db
+from mailer.config import Config
+from mailer.emails import TEMPLATES
+
+ROOT = Path(__file__).resolve().parent.parent
+csrf = CSRFProtect()
+
+# Far above any real form; a 1 MB POST gets a 413 before anyone parses it.
+MAX_FORM_BYTES = 64 * 1024
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the web app for `config` (loaded from MAILER_CONFIG / ./config.toml when not given)."""
+    config = config or config_module.load()
+    app = Flask("mailer", template_folder=str(TEMPLATES), static_folder=str(ROOT / "static"))
+    _configure(app, config)
+    _connect_database(app, config)
+    _register_extensions(app)
+    _register_blueprints(app)
+    return app
+
+
+def _configure(app: Flask, config: Config) -> None:
+    app.config["MAILER"] = config
+    app.config["SECRET_KEY"] = config_module.secret_key(config, Path("var"))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM_BYTES
+    app.config["WTF_CSRF_TIME_LIMIT"] = None  # a reader may leave the form open for hours
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SECURE"] = config.base_url.startswith("https://")
+    app.jinja_env.globals["site_name"] = config.site_name
+    app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
+
+
+def _connect_database(app: Flask, config: Config) -> None:
+    engine = db.make_engine(config["database"]["url"])
+    db.bind(engine)
+    app.extensions["engine"] = engine
+
+    @app.teardown_request
+    @app.teardown_appcontext
+    def _remove_session(_exc):
+        db.session.remove()
+
+
+def _register_extensions(app: Flask) -> None:
+    csrf.init_app(app)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from mailer import web
+    from subscribers.blueprint import blueprint as subscribers_blueprint
+
+    app.register_blueprint(web.blueprint)
+    app.register_blueprint(subscribers_blueprint)
+    web.register_error_pages(app)

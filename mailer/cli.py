@@ -1,0 +1,148 @@
+"""The `mailer` command. Every command turns a user's mistake into a one-line reason and exit status 2."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from mailer.errors import MailerError
+
+
+class MailerGroup(click.Group):
+    """A click group whose user errors end in one line on stderr, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            click.echo(f"mailer: {exc}", err=True)
+            ctx.exit(2)
+
+
+def app_context(fn):
+    """Run the command inside the app (config, database, secret) and commit nothing implicitly."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        app = current_app_for_cli()
+        with app.app_context():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def current_app_for_cli():
+    ctx = click.get_current_context()
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = {}
+    if "app" not in root.obj:
+        from mailer.app import create_app
+
+        root.obj["app"] = create_app()
+    return root.obj["app"]
+
+
+@click.group(cls=MailerGroup)
+def cli():
+    """Self-hosted newsletter and advocacy-alert mailer."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.group()
+def db():
+    """The database schema."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Apply migrations (Alembic) to the configured database."""
+    from mailer import migrate
+
+    app = current_app_for_cli()
+    migrate.upgrade(app.extensions["engine"])
+    click.echo("database is up to date")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@app_context
+def worker(once):
+    """A delivery worker: drains the outbox through the configured backend."""
+    from flask import current_app
+
+    from mailer.outbox import backends
+    from mailer.outbox.worker import WorkerThread, run_once
+
+    app = current_app._get_current_object()
+    config = app.config["MAILER"]
+    backend = backends.from_config(config)
+    if once:
+        try:
+            handled = run_once(config, backend)
+        finally:
+            backend.close()
+        click.echo(f"delivered {handled} message(s)")
+        return
+    thread = WorkerThread(app, backend)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(1)
+    except KeyboardInterrupt:
+        thread.stop()
+        thread.join()
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--no-scheduler", is_flag=True, help="Do not run schedules in this process.")
+@click.option("--no-worker", is_flag=True, help="Do not deliver mail from this process.")
+@click.option("--threads", default=8, show_default=True, type=int, help="Web request threads.")
+def serve(host, port, no_scheduler, no_worker, threads):
+    """The web app with a delivery worker (and the scheduler) in one process."""
+    import waitress
+
+    from mailer.outbox import backends
+    from mailer.outbox.worker import WorkerThread
+
+    app = current_app_for_cli()
+    config = app.config["MAILER"]
+    worker_thread = None
+    if not no_worker:
+        worker_thread = WorkerThread(app, backends.from_config(config))
+        worker_thread.start()
+    scheduler = None
+    if not no_scheduler and config["scheduler"]["enabled"]:
+        from mailer import scheduling
+
+        scheduler = scheduling.start_background(app)
+    click.echo(f"serving {config.site_name} on http://{host}:{port}")
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="mailer")
+    finally:
+        if worker_thread:
+            worker_thread.stop()
+        if scheduler:
+            scheduler.shutdown(wait=False)
+
+
+def _register_domain_commands() -> None:
+    from subscribers.cli import subscribers
+
+    cli.add_command(subscribers)
+
+
+_register_domain_commands()
+
+
+def main() -> None:
+    try:
+        cli(prog_name="mailer")
+    except MailerError as exc:  # raised while building the app, before a group could catch it
+        click.echo(f"mailer: {exc}", err=True)
+        sys.exit(2)

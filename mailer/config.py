@@ -1,0 +1,235 @@
+"""Configuration: one schema with defaults, loaded once, validated, immutable.
+
+Sources, later wins: built-in defaults, the TOML file named by MAILER_CONFIG (or ./config.toml),
+then environment variables MAILER_<SECTION>_<KEY> (MAILER_MAIL_SMTP_HOST for [mail.smtp] host).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from mailer.errors import ConfigError
+
+# section -> key -> default. The type of the default is the type of the key.
+# Every key is documented in config.example.toml; a test keeps the two in step.
+SCHEMA: dict[str, dict[str, Any]] = {
+    "site": {
+        "name": "Accidentally Alex",
+        "base_url": "http://127.0.0.1:5000",
+        "privacy_policy_url": "/privacy",
+        "privacy_policy_version": "2026-11-01",
+        "postal_address": "",
+        "secret_key": "",
+    },
+    "database": {
+        "url": "sqlite:///var/mailer.db",
+    },
+    "mail": {
+        "backend": "maildir",
+        "maildir": "var/mail",
+        "from_address": "updates@localhost",
+        "reply_to": "",
+        "return_path": "",
+    },
+    "mail.smtp": {
+        "host": "127.0.0.1",
+        "port": 25,
+        "security": "none",
+        "username": "",
+        "password": "",
+        "connections": 4,
+        "rate_per_second": 0,
+        "timeout": 30,
+    },
+    "dkim": {
+        "selector": "",
+        "domain": "",
+        "private_key_file": "",
+    },
+    "scheduler": {
+        "enabled": True,
+        "timezone": "UTC",
+    },
+    "delivery": {
+        "batch_size": 100,
+        "max_attempts": 8,
+        "lease_seconds": 300,
+        "poll_seconds": 2,
+    },
+    "tracking": {
+        "per_recipient": True,
+        "opens": False,
+    },
+    "signup": {
+        "confirmations_per_day": 3,
+        "confirm_days": 7,
+    },
+}
+
+CHOICES = {
+    ("mail", "backend"): {"maildir", "smtp"},
+    ("mail.smtp", "security"): {"none", "starttls", "tls"},
+}
+
+
+class Config(Mapping[str, Mapping[str, Any]]):
+    """Read-only sections: `config["mail.smtp"]["host"]`, or `config.section("mail.smtp").host`."""
+
+    def __init__(self, values: dict[str, dict[str, Any]], source: str):
+        self._values = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in values.items()})
+        self.source = source
+
+    def __getitem__(self, key: str) -> Mapping[str, Any]:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_value(self, section: str, key: str) -> Any:
+        return self._values[section][key]
+
+    @property
+    def site_name(self) -> str:
+        return self._values["site"]["name"]
+
+    @property
+    def base_url(self) -> str:
+        return self._values["site"]["base_url"].rstrip("/")
+
+
+def _coerce(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
+    name = f"{section}.{key}"
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+        raise ConfigError(f"{origin}: {name} must be true or false, not {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{origin}: {name} must be a whole number, not {value!r}")
+    if not isinstance(value, str):
+        raise ConfigError(f"{origin}: {name} must be a string, not {value!r}")
+    return value
+
+
+def _flatten(data: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+    """Turn the TOML tree into {"mail.smtp": {...}}, naming any unknown key."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(prefix: str, table: dict[str, Any]) -> None:
+        for key, value in table.items():
+            dotted = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict):
+                if dotted not in SCHEMA:
+                    raise ConfigError(f"{origin}: unknown section [{dotted}]")
+                walk(dotted, value)
+            elif prefix in SCHEMA and key in SCHEMA[prefix]:
+                out.setdefault(prefix, {})[key] = value
+            else:
+                raise ConfigError(f"{origin}: unknown key {dotted!r}")
+
+    walk("", data)
+    return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    names = {
+        "MAILER_" + f"{section}_{key}".replace(".", "_").upper(): (section, key)
+        for section, keys in SCHEMA.items()
+        for key in keys
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for var, value in environ.items():
+        if not var.startswith("MAILER_") or var == "MAILER_CONFIG":
+            continue
+        if var not in names:
+            raise ConfigError(f"environment: unknown setting {var}")
+        section, key = names[var]
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
+         overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Load and validate the configuration; raise ConfigError naming the first bad key."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        path = environ.get("MAILER_CONFIG") or ("config.toml" if Path("config.toml").exists() else None)
+    values = {section: dict(keys) for section, keys in SCHEMA.items()}
+    layers: list[tuple[str, dict[str, dict[str, Any]]]] = []
+    source = "built-in defaults"
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        layers.append((str(path), _flatten(data, str(path))))
+        source = str(path)
+    layers.append(("environment", _env_overrides(environ)))
+    if overrides:
+        layers.append(("overrides", _flatten(_unflatten(overrides), "overrides")))
+    for origin, layer in layers:
+        for section, keys in layer.items():
+            for key, value in keys.items():
+                values[section][key] = _coerce(section, key, value, SCHEMA[section][key], origin)
+    _validate(values)
+    return Config(values, source)
+
+
+def _unflatten(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for section, keys in sections.items():
+        node = tree
+        for part in section.split("."):
+            node = node.setdefault(part, {})
+        node.update(keys)
+    return tree
+
+
+def _validate(values: dict[str, dict[str, Any]]) -> None:
+    for (section, key), allowed in CHOICES.items():
+        if values[section][key] not in allowed:
+            raise ConfigError(f"{section}.{key} must be one of {', '.join(sorted(allowed))}, "
+                              f"not {values[section][key]!r}")
+    base_url = values["site"]["base_url"]
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
+    if values["dkim"]["selector"] and not (values["dkim"]["domain"] and values["dkim"]["private_key_file"]):
+        raise ConfigError("dkim.selector is set: dkim.domain and dkim.private_key_file are needed too")
+
+
+def secret_key(config: Config, var_dir: Path) -> str:
+    """The configured secret, or one generated once into var/secret_key and reused."""
+    configured = config["site"]["secret_key"]
+    if configured:
+        return configured
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race; use its key
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

@@ -1,0 +1,76 @@
+"""Sends: one row per digest or alert that goes out, with the articles it carried."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailer import clock
+from mailer.articles.models import Article
+from mailer.db import Base
+
+
+class SendKind(str, enum.Enum):
+    digest = "digest"
+    alert = "alert"
+
+
+class SendArticle(Base):
+    """An article carried by a send. A digest never carries an article a previous digest carried."""
+
+    __tablename__ = "send_articles"
+
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True)
+    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class Send(Base):
+    __tablename__ = "sends"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[SendKind] = mapped_column(Enum(SendKind, native_enum=False, length=10, validate_strings=True))
+    slug: Mapped[str] = mapped_column(String(200), unique=True)  # /archive/<slug>
+    # Makes "one digest per schedule slot" a constraint, e.g. schedule:3:2026-11-23T09:00Z.
+    slot_key: Mapped[str | None] = mapped_column(String(120), unique=True)
+    subject: Mapped[str] = mapped_column(String(500))
+    preheader: Mapped[str] = mapped_column(String(500), default="")
+    archive_html: Mapped[str] = mapped_column(Text, default="")  # the web version, without personal tokens
+    archive_text: Mapped[str] = mapped_column(Text, default="")
+    window_start_at: Mapped[datetime | None]
+    window_end_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    queued_at: Mapped[datetime | None]
+    recipients_count: Mapped[int] = mapped_column(default=0)
+
+    articles: Mapped[list[Article]] = relationship(secondary=SendArticle.__table__, order_by=SendArticle.position)
+
+
+class Link(Base):
+    """A link in a send whose clicks are counted: an action link or a 'Read more'."""
+
+    __tablename__ = "links"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    label: Mapped[str] = mapped_column(String(300), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="read")  # read, or an ActionKind value
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"))
+
+
+class Click(Base):
+    """One click on a tracked link. subscriber_id is empty when per-recipient tracking is off."""
+
+    __tablename__ = "clicks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), index=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"))
+    clicked_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+    link: Mapped[Link] = relationship()

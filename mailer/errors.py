@@ -1,0 +1,41 @@
+"""One base exception; a subclass per noun. Messages are written for the person who can act on them."""
+
+
+class MailerError(Exception):
+    """Base of every error a user can cause and fix. The CLI prints it in one line; the web turns it into a 4xx."""
+
+    status_code = 400
+
+
+class ConfigError(MailerError):
+    """The configuration file or an environment override is wrong."""
+
+
+class NotFound(MailerError):
+    status_code = 404
+
+
+class InvalidToken(MailerError):
+    """A link token was forged, tampered with, or has expired."""
+
+    status_code = 400
+
+
+class SubscriberError(MailerError):
+    pass
+
+
+class DeliveryError(MailerError):
+    """A delivery backend could not hand a message over."""
+
+
+class ArticleError(MailerError):
+    pass
+
+
+class FeedError(MailerError):
+    pass
+
+
+class DigestError(MailerError):
+    pass

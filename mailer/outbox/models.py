@@ -1,0 +1,47 @@
+"""The outbox: one row per message, written in the same transaction as its cause, delivered after commit."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailer import clock
+from mailer.db import Base
+
+
+class OutboxState(str, enum.Enum):
+    queued = "queued"    # waiting for its next_attempt_at
+    sending = "sending"  # claimed by a worker (claimed_at); reclaimed after the lease if that worker died
+    sent = "sent"        # accepted by the relay (or written to the Maildir)
+    failed = "failed"    # permanent failure, or out of attempts; last_error says why
+
+
+class OutboxMessage(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))  # confirmation, welcome, digest, alert
+    # Makes "nothing doubled" a constraint: e.g. send:<send id>:<subscriber id>.
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    recipient: Mapped[str] = mapped_column(String(254))
+    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"), index=True)
+    send_id: Mapped[int | None] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
+    message_id: Mapped[str] = mapped_column(String(250), unique=True)
+    subject: Mapped[str] = mapped_column(String(500), default="")
+    # Lifecycle mail is stored whole; bulk mail (send_id set) is personalised from its send at delivery.
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    state: Mapped[OutboxState] = mapped_column(
+        Enum(OutboxState, native_enum=False, length=10, validate_strings=True), default=OutboxState.queued)
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=clock.now)
+    claimed_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+
+    def __repr__(self) -> str:
+        return f"<OutboxMessage {self.id} {self.kind} {self.state.value}>"

@@ -1,0 +1,114 @@
+"""The delivery worker: claims due outbox rows, hands them to a backend, records each result.
+
+Claiming and recording are separate short transactions in the worker's own sessions, so a crash leaves rows in `sending`;
+their lease runs out and another pass picks them up again (resume, never skip).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from sqlalchemy import or_, select, update
+
+from mailer import clock, db
+from mailer.config import Config
+from mailer.outbox.backends import Backend, Envelope, Result
+from mailer.outbox.models import OutboxMessage, OutboxState
+
+log = logging.getLogger(__name__)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back off 1, 2, 4 … minutes, capped at 4 hours."""
+    return timedelta(minutes=min(2 ** max(attempts - 1, 0), 240))
+
+
+def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
+    """Mark up to `limit` due rows as ours (`sending`) and return them."""
+    now = clock.now()
+    lease = timedelta(seconds=config["delivery"]["lease_seconds"])
+    with db.session.session_factory.begin() as session:
+        due = (
+            select(OutboxMessage.id)
+            .where(or_(
+                (OutboxMessage.state == OutboxState.queued) & (OutboxMessage.next_attempt_at <= now),
+                (OutboxMessage.state == OutboxState.sending) & (OutboxMessage.claimed_at < now - lease),
+            ))
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list(session.scalars(due))
+        if not ids:
+            return []
+        session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(ids))
+            .values(state=OutboxState.sending, claimed_at=now)
+        )
+        rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids))
+                                    .order_by(OutboxMessage.id)))
+    return rows
+
+
+def envelope_for(config: Config, row: OutboxMessage) -> Envelope:
+    mail = config["mail"]
+    return Envelope(row.id, mail["return_path"] or mail["from_address"], row.recipient, row.content or b"")
+
+
+def record(config: Config, results: list[Result]) -> None:
+    """Write each result back: sent, retry later, or failed for good."""
+    now = clock.now()
+    max_attempts = config["delivery"]["max_attempts"]
+    with db.session.session_factory.begin() as session:
+        for result in results:
+            row = session.get(OutboxMessage, result.outbox_id)
+            if row is None:
+                continue
+            row.attempts += 1
+            row.claimed_at = None
+            if result.is_sent:
+                row.state, row.sent_at, row.last_error = OutboxState.sent, now, ""
+            elif result.is_permanent or row.attempts >= max_attempts:
+                row.state, row.last_error = OutboxState.failed, result.error
+            else:
+                row.state, row.last_error = OutboxState.queued, result.error
+                row.next_attempt_at = now + retry_delay(row.attempts)
+
+
+def run_once(config: Config, backend: Backend) -> int:
+    """Deliver everything due now, batch after batch; return how many rows were handled."""
+    handled = 0
+    batch_size = config["delivery"]["batch_size"]
+    while True:
+        rows = claim_due(config, batch_size)
+        if not rows:
+            return handled
+        results = backend.send([envelope_for(config, row) for row in rows])
+        record(config, results)
+        handled += len(rows)
+
+
+class WorkerThread(threading.Thread):
+    """A worker inside `mailer serve`: drains the outbox, then sleeps `delivery.poll_seconds`."""
+
+    def __init__(self, app, backend: Backend):
+        super().__init__(name="mailer-delivery", daemon=True)
+        self.app, self.backend = app, backend
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        config = self.app.config["MAILER"]
+        with self.app.app_context():
+            while not self.stopping.is_set():
+                try:
+                    run_once(config, self.backend)
+                except Exception:  # keep the worker alive; the row's lease brings it back
+                    log.exception("delivery pass failed")
+                self.stopping.wait(config["delivery"]["poll_seconds"])
+        self.backend.close()
+
+    def stop(self) -> None:
+        self.stopping.set()

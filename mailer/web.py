@@ -1,0 +1,57 @@
+"""Site-wide pages (privacy notice, health) and the error pages every blueprint shares."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from mailer import db
+from mailer.errors import MailerError
+
+blueprint = Blueprint("site", __name__)
+
+
+@blueprint.get("/privacy")
+def privacy():
+    site = current_app.config["MAILER"]["site"]
+    return render_template("privacy.html", version=site["privacy_policy_version"],
+                           postal_address=site["postal_address"])
+
+
+@blueprint.get("/healthz")
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception as exc:  # the one place a database error is the answer, not a bug
+        return {"status": "error", "database": exc.__class__.__name__}, 503
+    return {"status": "ok"}
+
+
+def error_page(status: int, title: str, message: str):
+    return render_template("error.html", title=title, message=message), status
+
+
+def register_error_pages(app) -> None:
+    @app.errorhandler(MailerError)
+    def _mailer_error(exc: MailerError):
+        db.session.rollback()
+        return error_page(exc.status_code, "Something is not right", str(exc))
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc: CSRFError):
+        return error_page(400, "Please try again",
+                          "The form had expired or was sent from another page. "
+                          "Please reload the page and send it again.")
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        messages = {
+            404: ("Page not found", "There is nothing at this address."),
+            405: ("Not allowed", "This page cannot be used that way."),
+            413: ("Too much data", "What you sent is far larger than this form accepts."),
+            429: ("Slow down", "Too many requests from your address. Please wait a minute and try again."),
+        }
+        title, message = messages.get(exc.code or 400, ("Bad request", exc.description or ""))
+        return error_page(exc.code or 400, title, message)

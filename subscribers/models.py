@@ -1,0 +1,88 @@
+"""The subscriber domain: subscribers, their consent history, and suppressed addresses."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mailer import clock
+from mailer.db import Base
+from mailer.topics.models import SubscriberTopic, Topic
+
+
+class SubscriberState(str, enum.Enum):
+    pending = "pending"            # signed up, not yet confirmed
+    confirmed = "confirmed"        # double opt-in done; receives bulk mail unless paused
+    unsubscribed = "unsubscribed"  # withdrew consent; never mailed in bulk again
+
+
+class ConsentAction(str, enum.Enum):
+    given = "given"
+    confirmed = "confirmed"
+    withdrawn = "withdrawn"
+    topics_changed = "topics_changed"
+    paused = "paused"
+    resumed = "resumed"
+    imported = "imported"
+
+
+def _enum(cls):
+    return Enum(cls, native_enum=False, length=20, validate_strings=True)
+
+
+class Subscriber(Base):
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # normalised by email-validator
+    name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[SubscriberState] = mapped_column(_enum(SubscriberState), default=SubscriberState.pending)
+    is_paused: Mapped[bool] = mapped_column(default=False)
+    # Bumped on unsubscribe/erase so old preference and unsubscribe links stop working for new consent.
+    token_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    confirmed_at: Mapped[datetime | None]
+    unsubscribed_at: Mapped[datetime | None]
+
+    topics: Mapped[list[Topic]] = relationship(secondary=SubscriberTopic.__table__, order_by=Topic.slug)
+    consent_events: Mapped[list["ConsentEvent"]] = relationship(
+        back_populates="subscriber", order_by="ConsentEvent.id", cascade="all, delete-orphan")
+
+    def __repr__(self) -> str:
+        return f"<Subscriber {self.id} {self.state.value}>"
+
+
+class ConsentEvent(Base):
+    """One row per change of consent: the proof GDPR Art. 7 asks for. Never updated, only appended."""
+
+    __tablename__ = "consent_events"
+    __table_args__ = (Index("ix_consent_events_subscriber", "subscriber_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    action: Mapped[ConsentAction] = mapped_column(_enum(ConsentAction))
+    consent_text: Mapped[str] = mapped_column(Text, default="")
+    privacy_policy_version: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str] = mapped_column(String(50), default="web")  # web, cli, import, api, one-click
+    form_id: Mapped[str] = mapped_column(String(50), default="")
+    ip_address: Mapped[str] = mapped_column(String(45), default="")
+    user_agent: Mapped[str] = mapped_column(String(500), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")  # e.g. the topic slugs chosen
+    occurred_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+    subscriber: Mapped[Subscriber] = relationship(back_populates="consent_events")
+
+
+class Suppression(Base):
+    """An address that must not get bulk mail: unsubscribed, hard-bounced or complained."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    reason: Mapped[str] = mapped_column(String(30))  # unsubscribed, bounced, complained, erased
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)

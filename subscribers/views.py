@@ -1,0 +1,150 @@
+"""Thin handlers for the subscriber pages: parse, call an operation, commit, render."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Response, current_app, redirect, render_template, request, url_for
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from mailer import db
+from mailer.errors import InvalidToken, SubscriberError
+from mailer.topics.models import Topic
+from subscribers import copy, forms, operations, queries, tokens
+from subscribers.models import Subscriber, SubscriberState
+
+
+def _meta() -> operations.RequestMeta:
+    return operations.RequestMeta(
+        source="web",
+        ip_address=request.remote_addr or "",
+        user_agent=request.headers.get("User-Agent", ""),
+    )
+
+
+def _topic_choices() -> list[tuple[str, str]]:
+    return [(t.slug, t.title) for t in db.session.scalars(select(Topic).order_by(Topic.title))]
+
+
+def _topic_descriptions() -> dict[str, str]:
+    return {t.slug: t.description for t in db.session.scalars(select(Topic))}
+
+
+def home():
+    return redirect(url_for("subscribers.subscribe"))
+
+
+def subscribe():
+    site = current_app.config["MAILER"].site_name
+    form = forms.SubscribeForm()
+    form.topics.choices = _topic_choices()
+    if form.validate_on_submit():
+        if form.website.data:  # the honeypot: look like success, store nothing
+            return redirect(url_for("subscribers.thanks"))
+        meta = _meta()
+        meta = operations.RequestMeta(meta.source, form.form_id.data or "subscribe", meta.ip_address, meta.user_agent)
+        try:
+            _sign_up(form, meta)
+        except SubscriberError as exc:
+            db.session.rollback()
+            field = form.name if "name" in str(exc) else form.topics if "topic" in str(exc) else form.email
+            field.errors = [*field.errors, str(exc)]
+        else:
+            return redirect(url_for("subscribers.thanks"))
+    status = 400 if form.errors else 200
+    return render_template("subscribe.html", form=form, heading=copy.heading(site),
+                           consent_label=copy.consent_label(site),
+                           descriptions=_topic_descriptions()), status
+
+
+def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
+    """Sign up, committing once; a concurrent signup of the same new address is retried, not a 500."""
+    for attempt in (1, 2):
+        try:
+            operations.sign_up(db.session, email=form.email.data, name=form.name.data or "",
+                               topic_slugs=form.topics.data or [], meta=meta)
+            db.session.commit()
+            return
+        except IntegrityError:
+            db.session.rollback()
+            if attempt == 2:
+                raise
+
+
+def thanks():
+    return render_template("thanks.html", thanks=copy.THANKS)
+
+
+def confirm(token: str):
+    subscriber_id, email = tokens.read_confirm(token)
+    subscriber = queries.subscriber_for_token(subscriber_id)
+    if subscriber.email != email:
+        raise InvalidToken("This link is not valid.")
+    form = forms.ConfirmForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            raise InvalidToken("The form had expired. Please open the link from your email again.")
+        operations.confirm(db.session, subscriber, _meta())
+        db.session.commit()
+        return render_template("confirmed.html", manage=tokens.links(subscriber))
+    if subscriber.state == SubscriberState.confirmed:
+        return render_template("confirmed.html", manage=tokens.links(subscriber))
+    return render_template("confirm.html", form=form, email=subscriber.email)
+
+
+def _manage_subscriber(token: str) -> Subscriber:
+    subscriber_id, version = tokens.read_manage(token)
+    subscriber = queries.subscriber_for_token(subscriber_id)
+    if subscriber.token_version != version:
+        raise InvalidToken("This link is no longer valid. Please use the link from your most recent email.")
+    return subscriber
+
+
+def preferences(token: str):
+    subscriber = _manage_subscriber(token)
+    form = forms.PreferencesForm()
+    form.topics.choices = _topic_choices()
+    saved = False
+    if request.method == "GET":
+        form.topics.data = [t.slug for t in subscriber.topics]
+        form.is_paused.data = subscriber.is_paused
+    elif form.validate_on_submit():
+        if request.form.get("action") == "unsubscribe":
+            operations.unsubscribe(db.session, subscriber, _meta())
+            db.session.commit()
+            return render_template("unsubscribed.html", token=token)
+        try:
+            operations.update_preferences(db.session, subscriber, topic_slugs=form.topics.data or [],
+                                          is_paused=bool(form.is_paused.data), meta=_meta())
+        except SubscriberError as exc:
+            db.session.rollback()
+            form.topics.errors = [*form.topics.errors, str(exc)]
+        else:
+            db.session.commit()
+            saved = True
+    status = 400 if form.errors else 200
+    return render_template("preferences.html", form=form, subscriber=subscriber, token=token, saved=saved,
+                           descriptions=_topic_descriptions()), status
+
+
+def export_data(token: str):
+    """Everything we hold about this subscriber, as a JSON download (GDPR Art. 15 and 20)."""
+    subscriber = _manage_subscriber(token)
+    body = json.dumps(queries.personal_data(subscriber), indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="my-subscription-data.json"'})
+
+
+def unsubscribe(token: str):
+    subscriber = _manage_subscriber(token)
+    if request.method == "POST":
+        meta = _meta()
+        source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "web"
+        meta = operations.RequestMeta(source, "", meta.ip_address, meta.user_agent)
+        operations.unsubscribe(db.session, subscriber, meta)
+        db.session.commit()
+        return render_template("unsubscribed.html", token=token), 200
+    if subscriber.state == SubscriberState.unsubscribed:
+        return render_template("unsubscribed.html", token=token)
+    return render_template("unsubscribe.html", email=subscriber.email)
