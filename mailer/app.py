@@ -24,6 +24,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or config_module.load()
     app = Flask("mailer", template_folder=str(TEMPLATES), static_folder=str(ROOT / "static"))
     _configure(app, config)
+    _check_delivery(config)
     _connect_database(app, config)
     _register_extensions(app)
     _register_blueprints(app)
@@ -41,6 +42,12 @@ def _configure(app: Flask, config: Config) -> None:
     app.config["SESSION_COOKIE_SECURE"] = config.base_url.startswith("https://")
     app.jinja_env.globals["site_name"] = config.site_name
     app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
+
+
+def _check_delivery(config: Config) -> None:
+    from mailer.outbox import signing
+
+    signing.from_config(config)  # a missing or broken DKIM key stops start-up, not a send
 
 
 def _connect_database(app: Flask, config: Config) -> None:

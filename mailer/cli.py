@@ -82,10 +82,10 @@ def worker(once):
     backend = backends.from_config(config)
     if once:
         try:
-            handled = run_once(config, backend)
+            tally = run_once(config, backend)
         finally:
             backend.close()
-        click.echo(f"delivered {handled} message(s)")
+        click.echo(f"delivered {tally.sent} message(s); {tally.retrying} to retry later; {tally.failed} failed")
         return
     thread = WorkerThread(app, backend)
     thread.start()

@@ -45,6 +45,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "connections": 4,
         "rate_per_second": 0,
         "timeout": 30,
+        "ca_file": "",  # a PEM bundle to trust instead of the system's, for a relay with a private CA
     },
     "dkim": {
         "selector": "",

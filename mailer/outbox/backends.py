@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import mailbox
 import smtplib
-import socket
 import ssl
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -28,10 +28,14 @@ class Envelope:
 
 @dataclass(frozen=True)
 class Result:
+    """What became of one envelope."""
+
     outbox_id: int
     is_sent: bool
-    is_permanent: bool = False  # a 5xx: do not retry; a bounce
+    is_permanent: bool = False  # a 5xx: do not retry
     error: str = ""
+    # The relay refused the recipient for good (5xx at RCPT): the address is dead, suppress it.
+    is_bounce: bool = False
 
 
 class Backend(Protocol):
@@ -78,50 +82,92 @@ class MemoryBackend:
         pass
 
 
+class Pacer:
+    """Spaces messages at least 1/`rate_per_second` seconds apart (0 = unlimited).
+
+    `delay` is a pure function of the times given, so it is tested without sleeping. After an idle spell
+    the next message goes at once, but a burst never runs faster than the rate.
+    """
+
+    def __init__(self, rate_per_second: int):
+        self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
+        self.next_at: float | None = None
+
+    def delay(self, now: float) -> float:
+        """Seconds to wait at monotonic time `now` before the next message may go."""
+        if self.next_at is None:
+            return 0.0
+        return max(0.0, self.next_at - now)
+
+    def note_sent(self, now: float) -> None:
+        """A message went at `now`: the next may go one interval later."""
+        self.next_at = max(self.next_at or now, now) + self.interval
+
+
 class SMTPBackend:
-    """Real SMTP: one connection reused across a batch, STARTTLS or implicit TLS, optional AUTH."""
+    """Real SMTP: one connection reused across batches, STARTTLS or implicit TLS, optional AUTH."""
 
     def __init__(self, config: Config):
         self.settings = config["mail.smtp"]
+        self.pacer = Pacer(self.settings["rate_per_second"])
         self._conn: smtplib.SMTP | None = None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # ca_file: trust a relay whose certificate a private CA (or the relay itself) signed.
+        return ssl.create_default_context(cafile=self.settings["ca_file"] or None)
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        context = ssl.create_default_context()
         if s["security"] == "tls":
-            conn: smtplib.SMTP = smtplib.SMTP_SSL(s["host"], s["port"], timeout=s["timeout"], context=context)
+            conn: smtplib.SMTP = smtplib.SMTP_SSL(s["host"], s["port"], timeout=s["timeout"],
+                                                  context=self._tls_context())
         else:
             conn = smtplib.SMTP(s["host"], s["port"], timeout=s["timeout"])
+        try:
             if s["security"] == "starttls":
-                conn.starttls(context=context)
-        if s["username"]:
-            conn.login(s["username"], s["password"])
+                conn.starttls(context=self._tls_context())
+            if s["username"]:
+                conn.login(s["username"], s["password"])
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def send(self, batch: Sequence[Envelope]) -> list[Result]:
-        results = []
-        for env in batch:
-            try:
-                if self._conn is None:
+        results: list[Result] = []
+        for index, env in enumerate(batch):
+            if self._conn is None:
+                try:
                     self._conn = self._connect()
-                refused = self._conn.sendmail(env.mail_from, [env.rcpt_to], env.content)
-            except smtplib.SMTPRecipientsRefused as exc:
-                code, text = exc.recipients.get(env.rcpt_to, (0, b""))
-                results.append(Result(env.outbox_id, False, 500 <= code < 600, _reply(code, text)))
-            except smtplib.SMTPResponseException as exc:
-                results.append(Result(env.outbox_id, False, 500 <= exc.smtp_code < 600,
-                                      _reply(exc.smtp_code, exc.smtp_error)))
-                self._reset_after_error()
-            except (smtplib.SMTPException, OSError, socket.timeout) as exc:
-                results.append(Result(env.outbox_id, False, False, f"smtp: {exc.__class__.__name__}: {exc}"))
-                self.close()
-            else:
-                if refused:
-                    code, text = refused[env.rcpt_to]
-                    results.append(Result(env.outbox_id, False, 500 <= code < 600, _reply(code, text)))
-                else:
-                    results.append(Result(env.outbox_id, True))
+                except (smtplib.SMTPException, OSError) as exc:
+                    # The relay is down, distrusted or refuses our login: nothing is wrong with the
+                    # messages, so the rest of the batch waits for a retry while someone fixes it.
+                    error = _describe(exc)
+                    results.extend(Result(e.outbox_id, False, False, error) for e in batch[index:])
+                    return results
+            wait = self.pacer.delay(time.monotonic())
+            if wait:
+                time.sleep(wait)
+            results.append(self._send_one(env))
+            self.pacer.note_sent(time.monotonic())
         return results
+
+    def _send_one(self, env: Envelope) -> Result:
+        assert self._conn is not None
+        try:
+            refused = self._conn.sendmail(env.mail_from, [env.rcpt_to], env.content)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(env.rcpt_to, (0, b""))
+            return _refusal(env, code, text)
+        except smtplib.SMTPResponseException as exc:
+            self._reset_after_error()
+            return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error))
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            return Result(env.outbox_id, False, False, _describe(exc))
+        if refused:
+            return _refusal(env, *refused[env.rcpt_to])
+        return Result(env.outbox_id, True)
 
     def _reset_after_error(self) -> None:
         try:
@@ -135,8 +181,13 @@ class SMTPBackend:
             try:
                 self._conn.quit()
             except (smtplib.SMTPException, OSError):
-                pass
+                self._conn.close()
             self._conn = None
+
+
+def _refusal(env: Envelope, code: int, text: bytes | str) -> Result:
+    permanent = 500 <= code < 600
+    return Result(env.outbox_id, False, permanent, _reply(code, text), is_bounce=permanent)
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -145,8 +196,17 @@ def _reply(code: int, text: bytes | str) -> str:
     return f"{code} {text}".strip()
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return "smtp: " + _reply(exc.smtp_code, exc.smtp_error)
+    return f"smtp: {exc.__class__.__name__}: {exc}"
+
+
 def from_config(config: Config) -> Backend:
-    """The backend `mail.backend` names."""
-    if config["mail"]["backend"] == "smtp":
-        return SMTPBackend(config)
-    return MaildirBackend(config["mail"]["maildir"])
+    """The backend `mail.backend` names, signing with DKIM when `[dkim]` is set."""
+    from mailer.outbox import signing
+
+    backend: Backend = SMTPBackend(config) if config["mail"]["backend"] == "smtp" else \
+        MaildirBackend(config["mail"]["maildir"])
+    signer = signing.from_config(config)
+    return signing.SigningBackend(backend, signer) if signer else backend

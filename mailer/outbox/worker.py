@@ -8,16 +8,34 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, select, update
 
 from mailer import clock, db
+from mailer import config as config_module
 from mailer.config import Config
+from mailer.outbox import verp
 from mailer.outbox.backends import Backend, Envelope, Result
 from mailer.outbox.models import OutboxMessage, OutboxState
+from subscribers.models import Suppression
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Tally:
+    """What one pass did: rows sent, put back for a retry, and failed for good."""
+
+    sent: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.retrying + self.failed
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -39,6 +57,7 @@ def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)
         )
+        # Two workers on PostgreSQL each skip the rows the other is claiming (SQLite: BEGIN IMMEDIATE).
         if session.get_bind().dialect.name == "postgresql":
             due = due.with_for_update(skip_locked=True)
         ids = list(session.scalars(due))
@@ -53,15 +72,16 @@ def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
     return rows
 
 
-def envelope_for(config: Config, row: OutboxMessage) -> Envelope:
-    mail = config["mail"]
-    return Envelope(row.id, mail["return_path"] or mail["from_address"], row.recipient, row.content or b"")
+def envelope_for(config: Config, row: OutboxMessage, secret: str) -> Envelope:
+    """The envelope for one row; `secret` signs the VERP token when `mail.return_path` asks for one."""
+    return Envelope(row.id, verp.envelope_sender(config, row.id, secret), row.recipient, row.content or b"")
 
 
-def record(config: Config, results: list[Result]) -> None:
-    """Write each result back: sent, retry later, or failed for good."""
+def record(config: Config, results: list[Result]) -> Tally:
+    """Write each result back: sent, retry later, or failed for good (a refused address is suppressed)."""
     now = clock.now()
     max_attempts = config["delivery"]["max_attempts"]
+    tally = Tally()
     with db.session.session_factory.begin() as session:
         for result in results:
             row = session.get(OutboxMessage, result.outbox_id)
@@ -71,24 +91,40 @@ def record(config: Config, results: list[Result]) -> None:
             row.claimed_at = None
             if result.is_sent:
                 row.state, row.sent_at, row.last_error = OutboxState.sent, now, ""
+                tally.sent += 1
             elif result.is_permanent or row.attempts >= max_attempts:
                 row.state, row.last_error = OutboxState.failed, result.error
+                tally.failed += 1
             else:
                 row.state, row.last_error = OutboxState.queued, result.error
                 row.next_attempt_at = now + retry_delay(row.attempts)
+                tally.retrying += 1
+            if result.is_bounce:
+                _suppress_bounced(session, row.recipient, result.error, now)
+    return tally
 
 
-def run_once(config: Config, backend: Backend) -> int:
-    """Deliver everything due now, batch after batch; return how many rows were handled."""
-    handled = 0
+def _suppress_bounced(session, address: str, error: str, now) -> None:
+    # An existing suppression (unsubscribed, an earlier bounce) already keeps bulk mail away.
+    if session.scalar(select(Suppression.id).where(Suppression.email == address)) is None:
+        session.add(Suppression(email=address, reason="bounced", detail=error, created_at=now))
+        session.flush()  # a second bounce for the same address in this batch sees this row
+
+
+def run_once(config: Config, backend: Backend) -> Tally:
+    """Deliver everything due now, batch after batch; return what became of the rows handled."""
+    total = Tally()
     batch_size = config["delivery"]["batch_size"]
+    secret = config_module.secret_key(config, Path("var"))
     while True:
         rows = claim_due(config, batch_size)
         if not rows:
-            return handled
-        results = backend.send([envelope_for(config, row) for row in rows])
-        record(config, results)
-        handled += len(rows)
+            return total
+        results = backend.send([envelope_for(config, row, secret) for row in rows])
+        tally = record(config, results)
+        total.sent += tally.sent
+        total.retrying += tally.retrying
+        total.failed += tally.failed
 
 
 class WorkerThread(threading.Thread):
