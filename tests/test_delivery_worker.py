@@ -1,0 +1,103 @@
+"""The delivery worker's bookkeeping: leases after a crash, no double delivery, and `mailer worker --once`."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import mailbox
+import threading
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from mailer import db, emails
+from mailer.outbox.backends import MemoryBackend
+from mailer.outbox.models import OutboxMessage, OutboxState
+from mailer.outbox.worker import claim_due, run_once
+from tests.conftest import make_config
+from tests.contract import check_message
+from tests.test_delivery import POSTAL, queue
+
+
+def queue_many(session, config, count: int) -> list[int]:
+    """`count` rows carrying the same real message (building each would cost more than the test)."""
+    rendered = emails.Rendered(
+        subject="News",
+        text="Unsubscribe: https://news.example.org/unsubscribe/t\n"
+             "Manage: https://news.example.org/preferences/t\n" + POSTAL,
+        html='<a href="https://news.example.org/unsubscribe/t">Unsubscribe</a>'
+             '<a href="https://news.example.org/preferences/t">Manage</a>' + POSTAL)
+    content = emails.build(config, to="reader@example.org", rendered=rendered,
+                           unsubscribe_url="https://news.example.org/unsubscribe/t").as_bytes()
+    session.add_all(OutboxMessage(kind="test", dedupe_key=f"test:{i}", recipient=f"reader{i}@example.org",
+                                  message_id=f"<{i}@news.example.org>", content=content)
+                    for i in range(count))
+    session.commit()
+    ids = list(session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)))
+    db.session.remove()
+    return ids
+
+
+def test_row_of_a_dead_worker_is_resumed_after_the_lease(session, config, frozen_clock):
+    [outbox_id] = queue(session, "reader@example.org")
+    assert [row.id for row in claim_due(config, 10)] == [outbox_id]  # claimed, then the worker died
+    memory = MemoryBackend()
+    lease = timedelta(seconds=config["delivery"]["lease_seconds"])
+
+    assert run_once(config, memory).handled == 0
+    frozen_clock.advance(lease)
+    assert run_once(config, memory).handled == 0  # not before the lease has run out
+    frozen_clock.advance(timedelta(seconds=1))
+    assert run_once(config, memory).sent == 1
+    assert [env.outbox_id for env in memory.sent] == [outbox_id]
+    assert session.get(OutboxMessage, outbox_id).state == OutboxState.sent
+
+
+def test_a_second_pass_delivers_nothing_again(session, config):
+    queue_many(session, config, 3)
+    memory = MemoryBackend()
+    assert run_once(config, memory).sent == 3
+    assert run_once(config, memory).handled == 0
+    assert len(memory.sent) == 3
+
+
+def test_two_workers_deliver_every_row_exactly_once(session, database_url, tmp_path):
+    config = make_config(database_url, tmp_path, delivery={"batch_size": 7})
+    ids = queue_many(session, config, 200)
+    backends = [MemoryBackend(), MemoryBackend()]
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(backend):
+        start.wait()
+        try:
+            run_once(config, backend)
+        except BaseException as exc:  # surfaced below: a thread's exception would otherwise vanish
+            errors.append(exc)
+        finally:
+            db.session.remove()
+
+    threads = [threading.Thread(target=work, args=(backend,)) for backend in backends]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    delivered = [env.outbox_id for backend in backends for env in backend.sent]
+    assert sorted(delivered) == ids  # every row, none twice
+    sent = session.scalar(select(func.count()).where(OutboxMessage.state == OutboxState.sent))
+    assert sent == 200
+
+
+def test_worker_once_cli_fills_a_maildir(runner, session, config):
+    queue(session, "one@example.org", "two@example.org", "three@example.org")
+    result = runner.invoke(["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "delivered 3 message(s); 0 to retry later; 0 failed" in result.output
+    box = mailbox.Maildir(config["mail"]["maildir"], create=False)
+    messages = [email.message_from_bytes(box.get_bytes(key), policy=email.policy.default) for key in box.keys()]
+    assert sorted(str(m["To"]) for m in messages) == ["one@example.org", "three@example.org", "two@example.org"]
+    for message in messages:
+        assert message["Return-Path"] == "<updates@news.example.org>"
+        check_message(message, postal_address=POSTAL)
+    assert runner.invoke(["worker", "--once"]).output.startswith("delivered 0 message(s)")
