@@ -55,9 +55,11 @@ class MaildirBackend:
         results = []
         for env in batch:
             try:
-                # Maildir wants the envelope recipient and return path as headers a client can read.
-                prefix = f"Return-Path: <{env.mail_from}>\r\nDelivered-To: {env.rcpt_to}\r\n".encode()
-                self._box.add(mailbox.MaildirMessage(prefix + env.content))
+                # The envelope as headers a client can read, as a local delivery agent writes them.
+                # The bytes go in as they are (LF line ends, the on-disk convention): parsing and
+                # re-serialising would cost more than the write and could refold DKIM-signed headers.
+                prefix = f"Return-Path: <{env.mail_from}>\nDelivered-To: {env.rcpt_to}\n".encode()
+                self._box.add(prefix + env.content.replace(b"\r\n", b"\n"))
             except OSError as exc:
                 results.append(Result(env.outbox_id, False, False, f"maildir: {exc}"))
             else:

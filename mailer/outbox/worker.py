@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.orm import defer
 
 from mailer import clock, db
 from mailer import config as config_module
@@ -82,17 +83,28 @@ def record(config: Config, results: list[Result]) -> Tally:
     now = clock.now()
     max_attempts = config["delivery"]["max_attempts"]
     tally = Tally()
+    sent_ids = [result.outbox_id for result in results if result.is_sent]
+    failures = [result for result in results if not result.is_sent]
     with db.session.session_factory.begin() as session:
-        for result in results:
-            row = session.get(OutboxMessage, result.outbox_id)
+        if sent_ids:
+            # The common case is one statement for the whole batch, not a row at a time.
+            tally.sent = session.execute(
+                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids))
+                .values(state=OutboxState.sent, sent_at=now, last_error="", claimed_at=None,
+                        attempts=OutboxMessage.attempts + 1)
+            ).rowcount
+        if not failures:
+            return tally
+        by_id = {row.id: row for row in session.scalars(
+            select(OutboxMessage).options(defer(OutboxMessage.content))
+            .where(OutboxMessage.id.in_([result.outbox_id for result in failures])))}
+        for result in failures:
+            row = by_id.get(result.outbox_id)
             if row is None:
                 continue
             row.attempts += 1
             row.claimed_at = None
-            if result.is_sent:
-                row.state, row.sent_at, row.last_error = OutboxState.sent, now, ""
-                tally.sent += 1
-            elif result.is_permanent or row.attempts >= max_attempts:
+            if result.is_permanent or row.attempts >= max_attempts:
                 row.state, row.last_error = OutboxState.failed, result.error
                 tally.failed += 1
             else:
