@@ -97,7 +97,7 @@ def export(file):
     run as a formula starts with a ' (import takes it off).
     """
     if file is None or str(file) == "-":
-        count = exporting.write_csv(click.get_text_stream("stdout"))
+        count = exporting.write_csv(sys.stdout)
     else:
         with file.open("w", newline="", encoding="utf-8") as out:
             count = exporting.write_csv(out)
