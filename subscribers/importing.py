@@ -205,8 +205,8 @@ def _add(rows: list[Row], source_name: str, is_confirmed: bool) -> tuple[int, li
     imported, problems, already_known = 0, [], 0
     for row in rows:
         if row.email in suppressed:
-            problems.append(Problem(row.line, f"{row.email}: {_SUPPRESSED.get(suppressed[row.email], suppressed[row.email])}; "
-                                              "an import does not subscribe it again", False))
+            reason = _SUPPRESSED.get(suppressed[row.email], suppressed[row.email])
+            problems.append(Problem(row.line, f"{row.email}: {reason}; an import does not subscribe it again", False))
         elif row.email in known:
             already_known += 1
         elif is_confirmed:
