@@ -132,9 +132,12 @@ def serve(host, port, no_scheduler, no_worker, threads):
 
 
 def _register_domain_commands() -> None:
+    from mailer.digests.cli import digests, stats
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(digests)
+    cli.add_command(stats)
 
 
 _register_domain_commands()
