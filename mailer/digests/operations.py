@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mailer import clock, emails
@@ -31,6 +31,10 @@ from subscribers.models import Subscriber
 
 READ = "read"  # the Link kind of an article's "Read more"
 SLUG_LENGTH = 80
+# Queued rows are flushed and let go of in batches: 100k messages must not all sit in the session.
+FLUSH_EVERY = 500
+# Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
+COMPOSE_LOCK = 0x6D61696C  # "mail"
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ def compose_next(session: Session) -> Send | None:
     archive (web) version. Nothing is queued.
     """
     config = _config()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMPOSE_LOCK})
     now = clock.now()
     articles = queries.new_articles(session, now)
     if not articles:
@@ -93,6 +99,9 @@ def queue(session: Session, send: Send) -> int:
     Renders once per distinct topic set and personalises each copy by substitution. A subscriber
     already holding this send in the outbox is skipped (the dedupe key makes that a constraint too).
     """
+    # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
+    session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
+    session.refresh(send, ["queued_at"])
     if send.queued_at is not None:
         raise DigestError(f"send {send.id} was already queued at {send.queued_at:%Y-%m-%d %H:%M} UTC")
     config = _config()
@@ -101,7 +110,7 @@ def queue(session: Session, send: Send) -> int:
     settings = DigestSettings(config, archive_url(config, send), placeholders)
     open_link_id = _open_link_id(session, send)
     done = queries.already_queued(session, send.id)
-    queued = 0
+    queued, pending = 0, []
     for topic_set, group in queries.by_topic_set(queries.eligible_subscribers(session)).items():
         parts = compose_digest(views, topic_set, settings)
         if parts is None:  # nothing new in the topics this group follows
@@ -117,10 +126,22 @@ def queue(session: Session, send: Send) -> int:
                           dedupe_key=f"send:{send.id}:{subscriber.id}")
             row.send_id = send.id
             queued += 1
+            pending.append(row)
+            if len(pending) >= FLUSH_EVERY:
+                _flush_and_release(session, pending)
+    _flush_and_release(session, pending)
     send.queued_at = clock.now()
     send.recipients_count = queued
     _store_archive(session, send)  # articles may have been edited since composing
     return queued
+
+
+def _flush_and_release(session: Session, rows: list) -> None:
+    """Write queued rows to the (still open) transaction and drop them from the session's memory."""
+    session.flush()
+    for row in rows:
+        session.expunge(row)
+    rows.clear()
 
 
 def article_views(session: Session, send: Send, placeholders: Placeholders) -> list[ArticleView]:
