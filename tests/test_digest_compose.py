@@ -149,3 +149,11 @@ def test_newest_article_leads(frozen_clock, placeholders):
     newer = dataclasses.replace(newer, published_at=clock.now() - timedelta(minutes=5))
     parts = compose_digest([older, newer], frozenset(), settings(placeholders))
     assert parts.subject.startswith("Accidentally Alex update: Winter Aid")
+
+
+def test_a_runaway_title_is_cut_short_in_the_subject(frozen_clock, placeholders):
+    long_title = "Long " * 200
+    parts = compose_digest(views(placeholders, [dict(factories.CLIMATE, title=long_title)]), frozenset(),
+                           settings(placeholders))
+    assert len(parts.subject) < 200 and parts.subject.endswith("…")
+    assert long_title.strip() in parts.html  # the article itself keeps its whole title

@@ -20,6 +20,8 @@ from mailer.config import Config
 
 PREHEADER_LENGTH = 140
 SUMMARY_LENGTH = 300
+# A subject is one line a reader scans; a runaway title must not make it longer than that.
+SUBJECT_TITLE_LENGTH = 150
 # The heading for articles that carry no topic (only subscribers who follow everything see them).
 UNTOPICAL_HEADING = "More news"
 
@@ -150,6 +152,7 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
         sections=group_by_topic(rest, topic_set),
         more=len(rest),
         summary_of=summary_of,
+        subject_title_length=SUBJECT_TITLE_LENGTH,
         preheader=_preheader(lead, rest),
         followed_topics=followed,
         archive_url=settings.archive_url,
