@@ -46,6 +46,8 @@ def test_web_version_carries_no_personal_tokens(client, queued_send):
     link_tokens = re.findall(r'href="https://news.example.org/l/([^"]+)"', page)
     assert link_tokens and all(tokens.read(t).subscriber_id is None for t in link_tokens)
     assert 'href="https://news.example.org/subscribe"' in page
+    assert "script-src" not in response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
 
 
 def test_archived_link_counts_anonymously_and_redirects(client, queued_send):

@@ -168,3 +168,19 @@ def test_per_recipient_tracking_off_counts_clicks_anonymously(database_url, tmp_
         assert session.scalar(select(func.count()).select_from(Link).where(Link.send_id == send.id)) == 7
     db.session.remove()
     app.extensions["engine"].dispose()
+
+
+def test_one_render_per_topic_set_not_per_recipient(app, session, frozen_clock, monkeypatch):
+    from mailer import emails
+    from mailer.digests import operations
+
+    factories.fixed_articles(session)
+    for i in range(6):
+        factories.subscriber(session, f"all{i}@example.org")
+        factories.subscriber(session, f"two{i}@example.org", topics=("lgbtiq-rights", "ukraine"))
+    send = operations.compose_next(session)
+    renders = []
+    real_render = emails.render
+    monkeypatch.setattr(emails, "render", lambda *a, **kw: renders.append(a[0]) or real_render(*a, **kw))
+    assert operations.queue(session, send) == 12
+    assert renders == ["digest", "digest", "digest"]  # two topic sets, and the web version

@@ -73,7 +73,7 @@ def compose_next(session: Session) -> Send | None:
         session.add(SendArticle(send_id=send.id, article_id=article.id, position=position))
         if article.canonical_url:
             session.add(Link(send_id=send.id, article_id=article.id, url=article.canonical_url,
-                             label="Read more", kind=READ))
+                             label=article.title[:300], kind=READ))
         for action in article.actions:
             session.add(Link(send_id=send.id, article_id=article.id, url=action.url, label=action.label,
                              kind=action.kind.value))

@@ -12,6 +12,8 @@ from mailer.errors import NotFound
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_ENTRIES = 50
+WEB_VERSION_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+                      "frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 def index():
@@ -23,7 +25,10 @@ def show(slug: str):
     send = queries.archived_send(db.session, slug)
     if send is None:
         raise NotFound("There is no update at this address.")
-    return Response(send.archive_html, mimetype="text/html")
+    response = Response(send.archive_html, mimetype="text/html")
+    # The page is mail: inline styles and remote images, never scripts or frames.
+    response.headers["Content-Security-Policy"] = WEB_VERSION_POLICY
+    return response
 
 
 def atom():
