@@ -12,7 +12,7 @@ from mailer.digests import operations
 from mailer.digests.models import Click
 from tests import factories
 from tests.conftest import make_config
-from tests.test_digest_render import browser  # noqa: F401  (the Chromium fixture)
+from tests.test_digest_render import browser  # noqa: F401  (the Chromium fixture, shared)
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable, Iterable
 
@@ -98,7 +98,6 @@ class DigestParts:
     text: str
     html: str
     article_ids: tuple[int, ...]
-    topic_titles: tuple[str, ...] = field(default=())
 
 
 def articles_for(articles: Iterable[ArticleView], topic_set: frozenset[str]) -> list[ArticleView]:
@@ -146,6 +145,7 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
     lead, rest = chosen[0], chosen[1:]
     followed = sorted({t.title for a in chosen for t in a.topics if t.slug in topic_set})
     placeholders = settings.placeholders
+    preheader = _preheader(lead, rest)
     rendered = emails.render(
         "digest", settings.config,
         lead=lead,
@@ -153,7 +153,7 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
         more=len(rest),
         summary_of=summary_of,
         subject_title_length=SUBJECT_TITLE_LENGTH,
-        preheader=_preheader(lead, rest),
+        preheader=preheader,
         followed_topics=followed,
         archive_url=settings.archive_url,
         is_archive=settings.is_archive,
@@ -162,9 +162,8 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
         preferences_url=placeholders.url("preferences_url"),
         open_pixel_url=placeholders.url("open_pixel_url") if _tracks_opens(settings) else "",
     )
-    return DigestParts(subject=rendered.subject, preheader=_preheader(lead, rest), text=rendered.text,
-                       html=rendered.html, article_ids=tuple(a.id for a in chosen),
-                       topic_titles=tuple(followed))
+    return DigestParts(subject=rendered.subject, preheader=preheader, text=rendered.text,
+                       html=rendered.html, article_ids=tuple(a.id for a in chosen))
 
 
 def _tracks_opens(settings: DigestSettings) -> bool:
