@@ -145,9 +145,12 @@ def scheduler():
 
 
 def _register_domain_commands() -> None:
+    from mailer.digests.cli import digests, stats
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(digests)
+    cli.add_command(stats)
 
 
 _register_domain_commands()
