@@ -48,6 +48,10 @@ def _configure(app: Flask, config: Config) -> None:
 
 
 def _connect_database(app: Flask, config: Config) -> None:
+    # Every model, so foreign keys between nouns resolve (outbox.send_id -> sends) in a process
+    # that has not imported them all itself, such as `mailer serve`.
+    import mailer.models  # noqa: F401
+
     engine = db.make_engine(config["database"]["url"])
     db.bind(engine)
     app.extensions["engine"] = engine
