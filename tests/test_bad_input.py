@@ -223,6 +223,17 @@ def test_unsubscribe_from_preferences_needs_the_csrf_token_too(client, session, 
     assert session.get(Subscriber, confirmed.id).state == SubscriberState.confirmed
 
 
+def test_preferences_with_an_unknown_topic_say_so_and_change_nothing(client, session, confirmed):
+    path = f"/preferences/{tokens.manage_token(confirmed.id, confirmed.token_version)}"
+    before = snapshot(session)
+    response = client.post(path, data={"csrf_token": csrf_token(client, path), "action": "save",
+                                       "topics": ["lgbtiq-rights", "no-such-topic"]})
+    assert response.status_code == 400
+    assert "Unknown topic: no-such-topic" in page_text(response)
+    assert [t.slug for t in session.get(Subscriber, confirmed.id).topics] == ["ukraine"]
+    assert snapshot(session) == before
+
+
 # ---- link tokens -------------------------------------------------------------------------------
 
 def _tamper(token: str) -> str:
