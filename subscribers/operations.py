@@ -48,7 +48,8 @@ def normalise_email(raw: str) -> str:
     if "\r" in raw or "\n" in raw:
         raise SubscriberError("An email address cannot contain line breaks.")
     try:
-        return validate_email(raw, check_deliverability=False).normalized
+        # IDN domains are fine (sent as xn--); a non-ASCII local part needs SMTPUTF8, which many servers lack.
+        return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise SubscriberError(f"That email address is not valid: {exc}") from None
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mailer import db
+from mailer.app import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics.models import Topic
 from subscribers import copy, forms, operations, queries, tokens
@@ -35,6 +36,15 @@ def home():
     return redirect(url_for("subscribers.subscribe"))
 
 
+def _signup_rate_limit() -> str:
+    return current_app.config["MAILER"]["signup"]["rate_limit"]
+
+
+def _signup_unlimited() -> bool:
+    return not _signup_rate_limit()
+
+
+@limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
     site = current_app.config["MAILER"].site_name
     form = forms.SubscribeForm()
