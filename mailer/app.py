@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 from mailer import config as config_module
@@ -14,6 +16,8 @@ from mailer.emails import TEMPLATES
 
 ROOT = Path(__file__).resolve().parent.parent
 csrf = CSRFProtect()
+# Per-IP limits live in process memory: one `mailer serve` process answers the forms.
+limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
 
 # Far above any real form; a 1 MB POST gets a 413 before anyone parses it.
 MAX_FORM_BYTES = 64 * 1024
@@ -51,6 +55,10 @@ def _check_delivery(config: Config) -> None:
 
 
 def _connect_database(app: Flask, config: Config) -> None:
+    # Every model, so foreign keys between nouns resolve (outbox.send_id -> sends) in a process
+    # that has not imported them all itself, such as `mailer serve`.
+    import mailer.models  # noqa: F401
+
     engine = db.make_engine(config["database"]["url"])
     db.bind(engine)
     app.extensions["engine"] = engine
@@ -63,12 +71,17 @@ def _connect_database(app: Flask, config: Config) -> None:
 
 def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
+    limiter.init_app(app)
 
 
 def _register_blueprints(app: Flask) -> None:
     from mailer import web
+    from mailer.digests.blueprint import blueprint as archive_blueprint
+    from mailer.links.blueprint import blueprint as links_blueprint
     from subscribers.blueprint import blueprint as subscribers_blueprint
 
     app.register_blueprint(web.blueprint)
     app.register_blueprint(subscribers_blueprint)
+    app.register_blueprint(archive_blueprint)
+    app.register_blueprint(links_blueprint)
     web.register_error_pages(app)

@@ -50,6 +50,8 @@ def current_app_for_cli():
 def cli():
     """Self-hosted newsletter and advocacy-alert mailer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Alembic announces each of its plugins at INFO on every import: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 @cli.group()
@@ -60,9 +62,9 @@ def db():
 @db.command("upgrade")
 def db_upgrade():
     """Apply migrations (Alembic) to the configured database."""
+    app = current_app_for_cli()
     from mailer import migrate
 
-    app = current_app_for_cli()
     migrate.upgrade(app.extensions["engine"])
     click.echo("database is up to date")
 
@@ -145,9 +147,12 @@ def scheduler():
 
 
 def _register_domain_commands() -> None:
+    from mailer.digests.cli import digests, stats
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(digests)
+    cli.add_command(stats)
 
 
 _register_domain_commands()

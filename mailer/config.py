@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+import limits
+
 from mailer.errors import ConfigError
 
 # section -> key -> default. The type of the default is the type of the key.
@@ -69,6 +71,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "signup": {
         "confirmations_per_day": 3,
         "confirm_days": 7,
+        "rate_limit": "20 per hour",
     },
 }
 
@@ -213,6 +216,12 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     base_url = values["site"]["base_url"]
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
+    rate_limit = values["signup"]["rate_limit"]
+    if rate_limit:
+        try:
+            limits.parse_many(rate_limit)
+        except ValueError:
+            raise ConfigError(f"signup.rate_limit must be a rate like '20 per hour', not {rate_limit!r}") from None
     if values["dkim"]["selector"] and not (values["dkim"]["domain"] and values["dkim"]["private_key_file"]):
         raise ConfigError("dkim.selector is set: dkim.domain and dkim.private_key_file are needed too")
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import css_inline
+from email_validator import validate_email
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from mailer import clock
@@ -103,7 +104,7 @@ def build(config: Config, *, to: str, to_name: str = "", rendered: Rendered, uns
     msg = EmailMessage(policy=POLICY)
     mail = config["mail"]
     msg["From"] = Address(display_name=config.site_name, addr_spec=mail["from_address"])
-    msg["To"] = Address(display_name=_single_line(to_name), addr_spec=to)
+    msg["To"] = Address(display_name=_single_line(to_name), addr_spec=_ascii_address(to))
     msg["Date"] = email.utils.format_datetime(clock.now())
     msg["Message-ID"] = message_id or make_message_id(config)
     msg["Subject"] = _single_line(rendered.subject)
@@ -118,6 +119,13 @@ def build(config: Config, *, to: str, to_name: str = "", rendered: Rendered, uns
     msg.set_content(rendered.text, cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return msg
+
+
+def _ascii_address(address: str) -> str:
+    """The address with an IDN domain in its xn-- form: headers and SMTP envelopes must stay ASCII."""
+    if address.isascii():
+        return address
+    return validate_email(address, check_deliverability=False).ascii_email or address
 
 
 def _single_line(value: str) -> str:

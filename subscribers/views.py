@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mailer import db
+from mailer.app import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics.models import Topic
 from subscribers import copy, forms, operations, queries, tokens
@@ -35,6 +36,15 @@ def home():
     return redirect(url_for("subscribers.subscribe"))
 
 
+def _signup_rate_limit() -> str:
+    return current_app.config["MAILER"]["signup"]["rate_limit"]
+
+
+def _signup_unlimited() -> bool:
+    return not _signup_rate_limit()
+
+
+@limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
     site = current_app.config["MAILER"].site_name
     form = forms.SubscribeForm()
@@ -134,6 +144,19 @@ def export_data(token: str):
     body = json.dumps(queries.personal_data(subscriber), indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": 'attachment; filename="my-subscription-data.json"'})
+
+
+def erase(token: str):
+    """GET asks "are you sure?"; POST erases everything we hold about this subscriber (GDPR Art. 17)."""
+    subscriber = _manage_subscriber(token)
+    form = forms.EraseForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            raise InvalidToken("The form had expired. Please open the link from your email again.")
+        operations.erase(db.session, subscriber)
+        db.session.commit()
+        return render_template("erased.html")
+    return render_template("erase.html", form=form, email=subscriber.email, token=token)
 
 
 def unsubscribe(token: str):

@@ -32,7 +32,7 @@ class OutboxMessage(Base):
     send_id: Mapped[int | None] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
     message_id: Mapped[str] = mapped_column(String(250), unique=True)
     subject: Mapped[str] = mapped_column(String(500), default="")
-    # Lifecycle mail is stored whole; bulk mail (send_id set) is personalised from its send at delivery.
+    # The message as it goes on the wire (built once per recipient when queued).
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     state: Mapped[OutboxState] = mapped_column(
         Enum(OutboxState, native_enum=False, length=10, validate_strings=True), default=OutboxState.queued)
