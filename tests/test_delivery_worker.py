@@ -5,22 +5,26 @@ from __future__ import annotations
 import email
 import email.policy
 import mailbox
+import secrets
 import threading
 from datetime import timedelta
 
 from sqlalchemy import func, select
 
 from mailer import db, emails
+from mailer.digests.models import Send, SendKind
 from mailer.outbox.backends import MemoryBackend
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.worker import claim_due, run_once
+from subscribers.models import Suppression
 from tests.conftest import make_config
 from tests.contract import check_message
 from tests.test_delivery import POSTAL, queue
 
 
-def queue_many(session, config, count: int) -> list[int]:
+def queue_many(session, config, count: int, *, recipients=None, send_id=None) -> list[int]:
     """`count` rows carrying the same real message (building each would cost more than the test)."""
+    recipients = recipients or [f"reader{i}@example.org" for i in range(count)]
     rendered = emails.Rendered(
         subject="News",
         text="Unsubscribe: https://news.example.org/unsubscribe/t\n"
@@ -29,11 +33,13 @@ def queue_many(session, config, count: int) -> list[int]:
              '<a href="https://news.example.org/preferences/t">Manage</a>' + POSTAL)
     content = emails.build(config, to="reader@example.org", rendered=rendered,
                            unsubscribe_url="https://news.example.org/unsubscribe/t").as_bytes()
-    session.add_all(OutboxMessage(kind="test", dedupe_key=f"test:{i}", recipient=f"reader{i}@example.org",
-                                  message_id=f"<{i}@news.example.org>", content=content)
-                    for i in range(count))
+    batch = secrets.token_hex(4)  # keeps keys unique when a test queues twice
+    rows = [OutboxMessage(kind="test", dedupe_key=f"test:{batch}:{i}", recipient=recipients[i],
+                          message_id=f"<{batch}.{i}@news.example.org>", content=content, send_id=send_id)
+            for i in range(count)]
+    session.add_all(rows)
     session.commit()
-    ids = list(session.scalars(select(OutboxMessage.id).order_by(OutboxMessage.id)))
+    ids = [row.id for row in rows]
     db.session.remove()
     return ids
 
@@ -87,6 +93,26 @@ def test_two_workers_deliver_every_row_exactly_once(session, database_url, tmp_p
     assert sorted(delivered) == ids  # every row, none twice
     sent = session.scalar(select(func.count()).where(OutboxMessage.state == OutboxState.sent))
     assert sent == 200
+
+
+def test_bulk_mail_queued_before_a_suppression_is_not_sent(session, config):
+    send = Send(kind=SendKind.digest, slug="weekly", subject="Weekly")
+    session.add(send)
+    session.commit()
+    [bulk_gone, bulk_reader] = queue_many(session, config, 2, recipients=["gone@example.org", "reader@example.org"],
+                                          send_id=send.id)
+    session.add(Suppression(email="gone@example.org", reason="unsubscribed"))
+    session.commit()
+    [lifecycle_gone] = queue_many(session, config, 1, recipients=["gone@example.org"])
+    memory = MemoryBackend()
+
+    tally = run_once(config, memory)
+
+    assert sorted(env.outbox_id for env in memory.sent) == [bulk_reader, lifecycle_gone]
+    assert (tally.sent, tally.failed) == (2, 1)
+    row = session.get(OutboxMessage, bulk_gone)
+    assert row.state == OutboxState.failed
+    assert row.last_error == "not sent: the address was unsubscribed after this was queued"
 
 
 def test_worker_once_cli_fills_a_maildir(runner, session, config):

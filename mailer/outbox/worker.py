@@ -123,6 +123,21 @@ def _suppress_bounced(session, address: str, error: str, now) -> None:
         session.flush()  # a second bounce for the same address in this batch sees this row
 
 
+def suppressed_bulk(rows: list[OutboxMessage]) -> dict[int, str]:
+    """Bulk rows (of a send) whose address was suppressed since they were queued: id -> the reason.
+
+    A 100k digest drains for hours; whoever unsubscribes or bounces meanwhile gets no more of it.
+    Lifecycle mail (a confirmation, say) still goes: the person asked for it.
+    """
+    bulk = {row.id: row.recipient for row in rows if row.send_id is not None}
+    if not bulk:
+        return {}
+    with db.session.session_factory.begin() as session:
+        reasons = dict(session.execute(
+            select(Suppression.email, Suppression.reason).where(Suppression.email.in_(set(bulk.values())))).all())
+    return {outbox_id: reasons[address] for outbox_id, address in bulk.items() if address in reasons}
+
+
 def run_once(config: Config, backend: Backend) -> Tally:
     """Deliver everything due now, batch after batch; return what became of the rows handled."""
     total = Tally()
@@ -132,7 +147,10 @@ def run_once(config: Config, backend: Backend) -> Tally:
         rows = claim_due(config, batch_size)
         if not rows:
             return total
-        results = backend.send([envelope_for(config, row, secret) for row in rows])
+        withdrawn = suppressed_bulk(rows)
+        results = [Result(row.id, False, True, f"not sent: the address was {reason} after this was queued")
+                   for row in rows if (reason := withdrawn.get(row.id))]
+        results += backend.send([envelope_for(config, row, secret) for row in rows if row.id not in withdrawn])
         tally = record(config, results)
         total.sent += tally.sent
         total.retrying += tally.retrying
