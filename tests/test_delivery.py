@@ -6,6 +6,7 @@ import base64
 import socket
 import ssl
 import subprocess
+import time
 from datetime import timedelta
 
 import dkim
@@ -192,6 +193,19 @@ def test_one_connection_for_many_batches(session, database_url, tmp_path, start_
     assert drain(smtp_config(database_url, tmp_path, server, delivery={"batch_size": 2})).sent == 5
     assert len(server.received) == 5
     assert len(server.handler.sessions) == 1
+
+
+def test_a_connection_the_relay_closed_while_idle_is_replaced(session, database_url, tmp_path, start_smtp):
+    server = start_smtp(timeout=0.2)  # seconds the server keeps an idle session
+    config = smtp_config(database_url, tmp_path, server)
+    backend = backends.from_config(config)  # kept between passes, as the worker thread keeps it
+    queue(session, "one@example.org")
+    assert run_once(config, backend).sent == 1
+    time.sleep(0.6)  # the server hangs up meanwhile
+    queue(session, "two@example.org")
+    assert run_once(config, backend).sent == 1
+    backend.close()
+    assert len(server.handler.sessions) == 2
 
 
 # ---- TLS and AUTH ------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ class SMTPBackend:
 
     def send(self, batch: Sequence[Envelope]) -> list[Result]:
         results: list[Result] = []
+        self._drop_if_stale()
         for index, env in enumerate(batch):
             if self._conn is None:
                 try:
@@ -153,6 +154,18 @@ class SMTPBackend:
             results.append(self._send_one(env))
             self.pacer.note_sent(time.monotonic())
         return results
+
+    def _drop_if_stale(self) -> None:
+        # Relays hang up on a connection left idle between passes; one NOOP a batch finds out, so the
+        # batch's first message is not deferred for a retry because of it.
+        if self._conn is None:
+            return
+        try:
+            code, _ = self._conn.noop()
+        except (smtplib.SMTPException, OSError):
+            code = 0
+        if code != 250:
+            self.close()
 
     def _send_one(self, env: Envelope) -> Result:
         assert self._conn is not None
