@@ -21,7 +21,7 @@ from mailer.errors import ConfigError
 from mailer.outbox import backends, verp
 from mailer.outbox.backends import Pacer
 from mailer.outbox.models import OutboxMessage, OutboxState
-from mailer.outbox.worker import run_once
+from mailer.outbox.worker import claim_size, run_once
 from subscribers import operations
 from subscribers.models import Suppression
 from tests.conftest import _allowed_smtp, make_config
@@ -282,6 +282,20 @@ def test_unlimited_pacer_never_waits():
     for _ in range(3):
         pacer.note_sent(5.0)
     assert pacer.delay(5.0) == 0
+
+
+@pytest.mark.parametrize("backend, rate, lease, batch_size, expected", [
+    ("smtp", 0, 300, 100, 100),    # unlimited: the configured batch
+    ("smtp", 10, 300, 100, 100),   # 10 s a batch, well inside the lease
+    ("smtp", 1, 120, 100, 60),     # 100 s would pass half the lease: claim 60
+    ("smtp", 1, 1, 100, 1),        # never nothing
+    ("maildir", 1, 120, 100, 100),  # the rate is the relay's; a Maildir is not paced
+])
+def test_a_paced_batch_fits_inside_its_lease(tmp_path, backend, rate, lease, batch_size, expected):
+    config = make_config(f"sqlite:///{tmp_path}/mailer.db", tmp_path, mail={"backend": backend},
+                         delivery={"lease_seconds": lease, "batch_size": batch_size},
+                         **{"mail.smtp": {"rate_per_second": rate}})
+    assert claim_size(config) == expected
 
 
 # ---- envelope sender ---------------------------------------------------------------------------

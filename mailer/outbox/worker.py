@@ -138,10 +138,23 @@ def suppressed_bulk(rows: list[OutboxMessage]) -> dict[int, str]:
     return {outbox_id: reasons[address] for outbox_id, address in bulk.items() if address in reasons}
 
 
+def claim_size(config: Config) -> int:
+    """How many rows to claim at once: `delivery.batch_size`, fewer when the rate limit is slow.
+
+    A paced batch must end well inside its lease, or another worker would claim it again and send
+    the same messages twice (100 rows at 1 a second would outlast a 5-minute lease's half).
+    """
+    batch_size = config["delivery"]["batch_size"]
+    rate = config["mail.smtp"]["rate_per_second"] if config["mail"]["backend"] == "smtp" else 0
+    if rate > 0:
+        batch_size = min(batch_size, max(1, rate * config["delivery"]["lease_seconds"] // 2))
+    return batch_size
+
+
 def run_once(config: Config, backend: Backend) -> Tally:
     """Deliver everything due now, batch after batch; return what became of the rows handled."""
     total = Tally()
-    batch_size = config["delivery"]["batch_size"]
+    batch_size = claim_size(config)
     secret = config_module.secret_key(config, Path("var"))
     while True:
         rows = claim_due(config, batch_size)
