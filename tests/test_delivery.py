@@ -18,7 +18,7 @@ from sqlalchemy import select
 from mailer import db
 from mailer.app import create_app
 from mailer.errors import ConfigError
-from mailer.outbox import backends, verp
+from mailer.outbox import backends, signing, verp
 from mailer.outbox.backends import Pacer
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.worker import claim_size, run_once
@@ -352,6 +352,18 @@ def test_dkim_signature_verifies(session, database_url, tmp_path, smtp_server, d
     check_message(received.message, postal_address=POSTAL)
     forged = received.content.replace(b"Subject: Please confirm", b"Subject: Please pay", 1)
     assert forged != received.content and not dkim.verify(forged, dnsfunc=dns)
+
+
+def test_a_message_dkim_cannot_sign_fails_alone(tmp_path, dkim_key):
+    signer = signing.Signer("mail", "news.example.org", dkim_key[0].read_bytes())
+    memory = backends.MemoryBackend()
+    good = b"From: a@news.example.org\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nhello\r\n"
+    results = signing.SigningBackend(memory, signer).send([
+        backends.Envelope(1, "a@news.example.org", "b@example.org", b"not a header\r\n\r\nhello\r\n"),
+        backends.Envelope(2, "a@news.example.org", "b@example.org", good),
+    ])
+    assert sorted((r.outbox_id, r.is_sent, r.is_permanent) for r in results) == [(1, False, True), (2, True, False)]
+    assert [env.content.startswith(b"DKIM-Signature:") for env in memory.sent] == [True]
 
 
 @pytest.mark.parametrize("content, reason", [

@@ -39,9 +39,11 @@ class Result:
 
 
 class Backend(Protocol):
-    def send(self, batch: Sequence[Envelope]) -> list[Result]: ...
+    def send(self, batch: Sequence[Envelope]) -> list[Result]:
+        """Hand each envelope over; one Result per envelope. A message's fate is a Result, not an exception."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Let go of connections; the backend may be used again afterwards."""
 
 
 class MaildirBackend:

@@ -61,7 +61,18 @@ class SigningBackend:
         self.backend, self.signer = backend, signer
 
     def send(self, batch: Sequence[Envelope]) -> list[Result]:
-        return self.backend.send([replace(env, content=self.signer.sign(env.content)) for env in batch])
+        """Sign every envelope's message, then send the batch through the wrapped backend.
+
+        A message dkimpy cannot sign (a malformed header, say) fails on its own instead of stopping the batch.
+        """
+        signed, unsignable = [], []
+        for env in batch:
+            try:
+                signed.append(replace(env, content=self.signer.sign(env.content)))
+            except (dkim.DKIMException, IndexError) as exc:  # IndexError: dkimpy on some malformed headers
+                unsignable.append(Result(env.outbox_id, False, True, f"dkim: cannot sign: {exc}"))
+        return unsignable + self.backend.send(signed)
 
     def close(self) -> None:
+        """Close the wrapped backend."""
         self.backend.close()

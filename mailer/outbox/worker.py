@@ -36,6 +36,7 @@ class Tally:
 
     @property
     def handled(self) -> int:
+        """Rows this pass claimed and recorded."""
         return self.sent + self.retrying + self.failed
 
 
