@@ -130,6 +130,30 @@ def session(app):
     return db_module.session
 
 
+# ---- the browser -------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags from shared/TESTING.md: run as root in a container, and never phone home during a test.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the session (Playwright allows one sync driver per process);
+    required (a failure, not a skip) when CI=true."""
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run must install the chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
 # ---- time --------------------------------------------------------------------------------------
 
 @pytest.fixture
