@@ -132,9 +132,15 @@ def serve(host, port, no_scheduler, no_worker, threads):
 
 
 def _register_domain_commands() -> None:
+    from mailer.articles.cli import articles
+    from mailer.feeds.cli import feeds
+    from mailer.topics.cli import topics
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(topics)
+    cli.add_command(articles)
+    cli.add_command(feeds)
 
 
 _register_domain_commands()
