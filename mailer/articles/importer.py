@@ -167,7 +167,8 @@ def _action_from_line(line: str) -> ActionDraft | None:
         url = bare.group(0).rstrip(".,;:!?'\"")
         if url.endswith(")") and url.count("(") < url.count(")"):
             url = url[:-1]
-        label = line[:bare.start()] + line[bare.start() + len(url):]
+        # "<>" is what is left of a Markdown autolink <https://…> once the URL is taken out.
+        label = (line[:bare.start()] + line[bare.start() + len(url):]).replace("<>", "")
     else:
         return None
     label = re.sub(r"^\s*(?:[-*+]\s+|\d+[.)]\s+)", "", label)
