@@ -52,6 +52,11 @@ def test_relative_urls_resolve_against_the_article_or_are_dropped():
     assert "evil.example" not in without
 
 
+def test_an_empty_href_does_not_become_a_link_to_the_base():
+    assert sanitise_html('<a href="">x</a>', base_url="https://blog.example.org/p") == \
+        '<a rel="noopener noreferrer">x</a>'
+
+
 def test_mailto_links_survive():
     assert 'href="mailto:mp@parliament.example"' in sanitise_html('<a href="mailto:mp@parliament.example">MP</a>')
 

@@ -45,6 +45,8 @@ def _web_urls_only(base_url: str | None):
     def keep(_tag: str, attribute: str, value: str) -> str | None:
         if attribute not in URL_ATTRIBUTES:
             return value
+        if not value.strip():
+            return None  # an emptied href (feedparser's answer to javascript:) must not become a link to the base
         url = urljoin(base_url, value.strip()) if base_url else value.strip()
         return url if re.match(r"(?i)(https?://[^/]|mailto:)", url) else None
 

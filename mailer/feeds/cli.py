@@ -39,7 +39,7 @@ def poll():
     others. Exit status 1 only when every feed failed: one broken blog is the blog's problem, all of
     them failing is probably ours (network, DNS).
     """
-    reports = tasks.poll_all()
+    reports = tasks.poll_feeds()
     if not reports:
         click.echo("no feeds yet: add one with `mailer feeds add URL`")
         return

@@ -14,12 +14,11 @@ from mailer.feeds.models import Feed
 log = logging.getLogger(__name__)
 
 
-def poll_all(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
-             max_bytes: int = operations.MAX_FEED_BYTES) -> list[operations.PollReport]:
-    """Poll every feed once; one feed's failure is recorded on it and the others go on.
-
-    The database is not held while we wait on the network (SQLite writers would queue behind us).
-    """
+def poll_feeds(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
+               max_bytes: int = operations.MAX_FEED_BYTES) -> list[operations.PollReport]:
+    """Poll every feed once and commit each feed's result; one feed's failure is recorded on it and
+    the others go on. The database is not held while we wait on the network (SQLite writers would
+    queue behind us)."""
     session = db.session
     feeds = [(f.id, f.url, f.etag, f.last_modified) for f in session.scalars(select(Feed).order_by(Feed.id))]
     session.commit()
@@ -47,7 +46,13 @@ def poll_all(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
             session.rollback()
             report = operations.record_failure(session, session.get(Feed, feed_id), f"could not store entries: {exc}")
             session.commit()
-        for line in [report.line(), *report.skipped]:
-            (log.warning if report.is_failed or line in report.skipped else log.info)("%s", line)
         reports.append(report)
     return reports
+
+
+def poll_all() -> None:
+    """The scheduled job: poll every feed and log one line per feed (and per skipped entry)."""
+    for report in poll_feeds():
+        (log.warning if report.is_failed else log.info)("%s", report.line())
+        for skipped in report.skipped:
+            log.warning("%s: skipped %s", report.url, skipped)
