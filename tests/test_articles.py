@@ -75,6 +75,27 @@ def test_a_feed_guid_finds_the_article_imported_with_the_same_url(session):
     assert not again.is_new and count(session, Article) == 1
 
 
+def test_an_article_stored_meanwhile_by_another_process_is_updated_not_duplicated(session, monkeypatch):
+    # Two pollers fetch the same entry: ours misses the other's row on look-up, its insert hits the
+    # unique GUID, and it must update that row instead of failing or duplicating.
+    from mailer.articles import operations
+
+    theirs = store(session).article
+    session.commit()
+    real_find = operations._find
+    calls = []
+
+    def find_after_race(*args):
+        calls.append(args)
+        return None if len(calls) == 1 else real_find(*args)
+
+    monkeypatch.setattr(operations, "_find", find_after_race)
+    ours = store(session, title="Vigil (edited)")
+    session.commit()
+    assert (ours.is_new, ours.article.id) == (False, theirs.id)
+    assert count(session, Article) == 1 and session.scalar(select(Article.title)) == "Vigil (edited)"
+
+
 def test_same_title_gets_a_unique_slug(session):
     slugs = [store(session, guid=f"urn:x:{i}", canonical_url=None).article.slug for i in range(3)]
     session.commit()
