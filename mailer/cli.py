@@ -131,6 +131,19 @@ def serve(host, port, no_scheduler, no_worker, threads):
             scheduler.shutdown(wait=False)
 
 
+@cli.command()
+def scheduler():
+    """The scheduler alone: run exactly one per deployment (with `mailer serve --no-scheduler`)."""
+    from mailer import scheduling
+
+    app = current_app_for_cli()
+    click.echo("scheduler running; Ctrl-C to stop")
+    try:
+        scheduling.make_scheduler(app, blocking=True).start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
 def _register_domain_commands() -> None:
     from mailer.articles.cli import articles
     from mailer.feeds.cli import feeds

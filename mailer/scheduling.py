@@ -1,15 +1,46 @@
-"""The scheduler: APScheduler with its jobs in our database, so schedules survive restarts."""
+"""The scheduler: APScheduler with its jobs in our database, so schedules survive restarts.
+
+Jobs are thin: they name a task ("package.module:function") that runs inside the app, selects what is
+due, calls an operation and commits.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+log = logging.getLogger(__name__)
+
+# The app the jobs of this process run in; set when a scheduler starts.
+_app = None
+
+# Built-in recurring jobs: id -> (task, trigger, trigger arguments).
+BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {}
 
 
-def make_scheduler(app, background: bool = True):
+def run_task(task: str) -> None:
+    """Run `package.module:function` inside the app of this process."""
+    module_name, _, name = task.partition(":")
+    function = getattr(importlib.import_module(module_name), name)
+    with _app.app_context():
+        function()
+
+
+def make_scheduler(app, blocking: bool = False):
+    global _app
+    _app = app
     config = app.config["MAILER"]
     jobstore = SQLAlchemyJobStore(engine=app.extensions["engine"], tablename="apscheduler_jobs")
-    return BackgroundScheduler(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"])
+    cls = BlockingScheduler if blocking else BackgroundScheduler
+    scheduler = cls(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
+                    job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+    for job_id, (task, trigger, args) in BUILTIN_JOBS.items():
+        scheduler.add_job(run_task, trigger, args=[task], id=job_id, replace_existing=True, **args)
+    return scheduler
 
 
 def start_background(app):
