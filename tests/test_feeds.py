@@ -325,3 +325,16 @@ def test_rss_guids_are_scoped_to_their_feed(runner, session, feed_server):
     add(runner, feed_server.url("/b.rss"))
     assert runner.invoke(["feeds", "poll"]).exit_code == 0
     assert sorted(session.scalars(select(Article.guid))) == [feed_server.url("/a.rss#1"), feed_server.url("/b.rss#1")]
+
+
+def test_feeds_are_polled_on_a_schedule(app, session, feed_server):
+    from mailer import scheduling
+
+    feed_server.routes["/feed.atom"] = static(ATOM)
+    operations.add_feed(session, feed_server.url("/feed.atom"))
+    session.commit()
+    job = scheduling.make_scheduler(app).get_job("poll-feeds")
+    assert job.args == ("mailer.feeds.tasks:poll_all",) and job.trigger.interval.total_seconds() == 15 * 60
+    session.remove()
+    job.func(*job.args)  # what the scheduler does when the job is due
+    assert count(session, Article) == 5
