@@ -265,6 +265,26 @@ def test_a_slow_server_times_out(feed_server):
         release.set()
 
 
+def test_a_trickling_server_meets_the_overall_deadline(feed_server):
+    # Every byte arrives well within the socket timeout, yet the whole download would take minutes.
+    stop = threading.Event()
+
+    def trickle(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/atom+xml")
+        handler.end_headers()
+        while not stop.wait(0.05):
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+
+    feed_server.routes["/trickle"] = trickle
+    try:
+        with pytest.raises(operations.FeedError, match="still downloading after 0.5 s"):
+            operations.fetch(feed_server.url("/trickle"), timeout=0.5)
+    finally:
+        stop.set()
+
+
 @pytest.mark.parametrize("url, message", [
     ("ftp://example.org/feed", "a feed URL must be an http or https address"),
     ("file:///etc/passwd", "a feed URL must be an http or https address"),

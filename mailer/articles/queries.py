@@ -17,6 +17,7 @@ def latest(session: Session, limit: int | None = None) -> list[Article]:
 
 
 def by_slug(session: Session, slug: str) -> Article | None:
+    """The article at /archive-style slug `slug`, or None."""
     return session.scalar(select(Article).where(Article.slug == slug))
 
 

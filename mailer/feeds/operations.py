@@ -32,7 +32,7 @@ from mailer.topics.operations import ensure_topic, topic_for_label
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
 FETCH_TIMEOUT_SECONDS = 30
-USER_AGENT = "mailer-feed-poller/0.1 (+https://github.com/; self-hosted newsletter)"
+USER_AGENT = "mailer-feed-poller/0.1 (self-hosted newsletter)"
 ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
 _CHUNK = 64 * 1024
 # GUIDs that name themselves worldwide; any other ("42") only means something within its own feed.
@@ -69,6 +69,7 @@ class PollReport:
         return bool(self.error)
 
     def line(self) -> str:
+        """One line for the poll output and the log: what happened to this feed."""
         where = f"feed {self.feed_id} {self.url}"
         if self.error:
             return f"{where}: failed: {self.error}"
@@ -131,7 +132,8 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float =
             raise too_big
         chunks, size = [], 0
         try:
-            while chunk := response.read(_CHUNK):
+            # read1: whatever has arrived, so a server trickling a byte at a time meets the deadline.
+            while chunk := response.read1(_CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
                     raise too_big

@@ -75,6 +75,7 @@ def clean_title(title: str | None) -> str:
 
 
 def find_topic(session: Session, slug: str) -> Topic | None:
+    """The topic with this slug, or None."""
     return session.scalar(select(Topic).where(Topic.slug == slug))
 
 
