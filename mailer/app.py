@@ -60,8 +60,12 @@ def _register_extensions(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     from mailer import web
+    from mailer.digests.blueprint import blueprint as archive_blueprint
+    from mailer.links.blueprint import blueprint as links_blueprint
     from subscribers.blueprint import blueprint as subscribers_blueprint
 
     app.register_blueprint(web.blueprint)
     app.register_blueprint(subscribers_blueprint)
+    app.register_blueprint(archive_blueprint)
+    app.register_blueprint(links_blueprint)
     web.register_error_pages(app)

@@ -12,6 +12,7 @@ blueprint.add_url_rule("/subscribe/thanks", "thanks", views.thanks, methods=["GE
 blueprint.add_url_rule("/confirm/<token>", "confirm", views.confirm, methods=["GET", "POST"])
 blueprint.add_url_rule("/preferences/<token>", "preferences", views.preferences, methods=["GET", "POST"])
 blueprint.add_url_rule("/preferences/<token>/data", "export_data", views.export_data, methods=["GET"])
+blueprint.add_url_rule("/preferences/<token>/erase", "erase", views.erase, methods=["GET", "POST"])
 blueprint.add_url_rule("/unsubscribe/<token>", "unsubscribe", views.unsubscribe, methods=["GET", "POST"])
 
 # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no form token.

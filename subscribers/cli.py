@@ -1,19 +1,30 @@
-"""`mailer subscribers …`: look up a subscriber and their consent history."""
+"""`mailer subscribers …`: look up, import, export, and (GDPR) hand over or erase a subscriber's data."""
 
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import click
 
+from mailer import db
 from mailer.cli import app_context
 from mailer.errors import NotFound
-from subscribers import operations, queries
+from subscribers import exporting, importing, operations, queries
+from subscribers.models import Subscriber
 
 
 @click.group()
 def subscribers():
     """Subscribers and their consent."""
+
+
+def _subscriber(email: str) -> Subscriber:
+    subscriber = queries.by_email(operations.normalise_email(email))
+    if subscriber is None:
+        raise NotFound(f"no subscriber with address {email}")
+    return subscriber
 
 
 @subscribers.command("show")
@@ -22,10 +33,7 @@ def subscribers():
 @app_context
 def show(email, as_json):
     """State, topics and the consent history of EMAIL."""
-    subscriber = queries.by_email(operations.normalise_email(email))
-    if subscriber is None:
-        raise NotFound(f"no subscriber with address {email}")
-    data = queries.personal_data(subscriber)
+    data = queries.personal_data(_subscriber(email))
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
@@ -39,3 +47,82 @@ def show(email, as_json):
     for e in data["consent_history"]:
         table.add_row(e["occurred_at"], e["action"], e["privacy_policy_version"], e["source"] or "", e["detail"])
     console.print(table)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--topics", default="", metavar="a,b", help="Topic slugs every imported subscriber follows.")
+@click.option("--confirmed", "is_confirmed", is_flag=True,
+              help="Confirm the imported subscribers at once, without a confirmation mail. Only for lists whose "
+                   "people already gave consent elsewhere: the consent event `imported` names this file as proof.")
+@app_context
+def import_(file, topics, is_confirmed):
+    """Import subscribers from FILE, a UTF-8 CSV with a header line.
+
+    Columns: email (required), name, topics (slugs separated by ";"). Every address is checked; bad
+    rows are reported with their line number and skipped. Addresses already known are skipped;
+    unsubscribed, bounced and erased addresses are reported and never subscribed again by an import.
+    Without --confirmed, new subscribers are pending and get the confirmation mail (double opt-in).
+    Rows are committed 500 at a time: after a crash, run the same import again.
+    Exits 1 when some rows had errors.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    topic_slugs = [s.strip() for s in topics.split(",") if s.strip()]
+    total = importing.count_rows(file)
+    console = Console(stderr=True)
+    with Progress(TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, disable=not console.is_terminal) as progress:
+        task = progress.add_task("import", total=total)
+        report = importing.import_csv(
+            file, topic_slugs=topic_slugs, is_confirmed=is_confirmed,
+            on_rows=lambda n: progress.advance(task, n),
+            on_problem=lambda problem: click.echo(str(problem), err=True))
+    click.echo(report.summary())
+    if report.errors:
+        sys.exit(1)
+
+
+@subscribers.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, writable=True, allow_dash=True,
+                                                        path_type=Path))
+@app_context
+def export(file):
+    """Write every subscriber as CSV to FILE (or standard output): email, name, state, topics,
+    created_at, confirmed_at.
+
+    No one is left out; state says pending, confirmed, unsubscribed, with " (paused)" when paused.
+    Topics are separated by ";", so the file can be imported again. A name that a spreadsheet would
+    run as a formula starts with a ' (import takes it off).
+    """
+    if file is None or str(file) == "-":
+        count = exporting.write_csv(sys.stdout)
+    else:
+        with file.open("w", newline="", encoding="utf-8") as out:
+            count = exporting.write_csv(out)
+    click.echo(f"exported {count} subscribers", err=True)
+
+
+@subscribers.command("export-data")
+@click.argument("email")
+@app_context
+def export_data(email):
+    """Everything we hold about EMAIL, as JSON (GDPR access and portability, Art. 15 and 20)."""
+    click.echo(json.dumps(queries.personal_data(_subscriber(email)), indent=2, ensure_ascii=False))
+
+
+@subscribers.command("erase")
+@click.argument("email")
+@app_context
+def erase(email):
+    """Erase EMAIL (GDPR Art. 17): subscriber, consent history and topic choices are deleted.
+
+    Messages sent to them keep only their counts, clicks stay anonymous, and the suppression list keeps
+    a SHA-256 hash of the address (not the address) so no import or send reaches them again. Only the
+    person can come back, by signing up on the web form and confirming.
+    """
+    erasure = operations.erase(db.session, _subscriber(email))
+    db.session.commit()
+    click.echo(f"erased {email}: {erasure.consent_events} consent events, {erasure.topics} topic choices; "
+               f"{erasure.messages} messages blanked, {erasure.clicks} clicks made anonymous")

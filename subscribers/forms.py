@@ -34,3 +34,7 @@ class ConfirmForm(FlaskForm):
 class PreferencesForm(FlaskForm):
     topics = TopicChoices("Topics")
     is_paused = BooleanField("Pause all emails for now")
+
+
+class EraseForm(FlaskForm):
+    pass

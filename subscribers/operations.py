@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from mailer import clock, emails
 from mailer.config import Config
 from mailer.errors import SubscriberError
-from mailer.outbox.models import OutboxMessage
+from mailer.digests.models import Click
+from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.operations import enqueue
 from mailer.topics.models import Topic
 from subscribers import copy, tokens
@@ -54,6 +57,9 @@ def clean_name(raw: str) -> str:
     name = (raw or "").strip()
     if "\r" in name or "\n" in name:
         raise SubscriberError("Your name cannot contain line breaks.")
+    # NUL and other control characters: PostgreSQL refuses NUL, and none belongs in a mail header.
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise SubscriberError("Your name cannot contain control characters.")
     if len(name) > MAX_NAME:
         raise SubscriberError(f"Your name cannot be longer than {MAX_NAME} characters.")
     return name
@@ -156,8 +162,10 @@ def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = Reques
     subscriber.state = SubscriberState.confirmed
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
-    session.execute(delete(Suppression).where(Suppression.email == subscriber.email,
-                                              Suppression.reason == "unsubscribed"))
+    # A fresh double opt-in lifts an unsubscribe, and the hashed marker left by an earlier erasure.
+    session.execute(delete(Suppression).where(or_(
+        (Suppression.email == subscriber.email) & (Suppression.reason == "unsubscribed"),
+        Suppression.email == erased_marker(subscriber.email))))
     _record(subscriber, ConsentAction.confirmed, meta)
     queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics])
     return True
@@ -192,3 +200,79 @@ def update_preferences(session: Session, subscriber: Subscriber, *, topic_slugs:
         _record(subscriber, action, meta)
         recorded.append(action)
     return recorded
+
+
+def import_confirmed(session: Session, *, email: str, name: str = "", topic_slugs: list[str] | None = None,
+                     source_name: str) -> Subscriber:
+    """Add a subscriber from a list whose consent was given elsewhere: confirmed at once, no mail sent.
+
+    The caller has checked that the address is new and not suppressed. The consent event `imported`
+    names the list (`source_name`), so the history shows where this consent came from.
+    """
+    now = clock.now()
+    topics = _topics(session, topic_slugs or [])
+    subscriber = Subscriber(email=normalise_email(email), name=clean_name(name), state=SubscriberState.confirmed,
+                            created_at=now, confirmed_at=now, topics=topics)
+    session.add(subscriber)
+    detail = f"imported from {source_name}"
+    if topics:
+        detail += f"; topics: {','.join(t.slug for t in topics)}"
+    _record(subscriber, ConsentAction.imported, RequestMeta(source="import"), detail=detail)
+    return subscriber
+
+
+ERASED = "erased"
+
+
+def erased_marker(email: str) -> str:
+    """What the suppression list holds for an erased address: its SHA-256 hash, never the address.
+
+    It lets an import or a bulk send recognise the address again without our keeping it.
+    """
+    return "sha256:" + hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """What an erasure removed or blanked, for the person running it."""
+
+    consent_events: int
+    topics: int
+    messages: int
+    clicks: int
+
+
+def erase(session: Session, subscriber: Subscriber) -> Erasure:
+    """Erase a subscriber (GDPR Art. 17): their row, consent history and topic choices go.
+
+    Their outbox rows stay, so send counts stay right, but lose recipient, content and errors (mail
+    not yet sent is failed, never delivered). Their clicks stay as anonymous counts: the foreign key
+    sets subscriber_id to NULL. Any suppression of the address is replaced by one `erased` row that
+    holds only `erased_marker(address)`, so the person is not imported or mailed again; signing up
+    through the web form and confirming it (double opt-in) lifts it.
+    """
+    email = subscriber.email
+    mail_to_them = or_(OutboxMessage.subscriber_id == subscriber.id, OutboxMessage.recipient == email)
+    session.execute(
+        update(OutboxMessage)
+        .where(mail_to_them, OutboxMessage.state.in_([OutboxState.queued, OutboxState.sending]))
+        .values(state=OutboxState.failed, claimed_at=None)
+    )
+    messages = session.execute(
+        update(OutboxMessage).where(mail_to_them)
+        .values(recipient="", content=None, last_error="recipient erased", subscriber_id=None)
+    ).rowcount
+    clicks = session.scalar(select(func.count()).select_from(Click).where(Click.subscriber_id == subscriber.id))
+    previous = list(session.scalars(select(Suppression).where(Suppression.email == email)))
+    for suppression in previous:
+        session.delete(suppression)
+    marker = erased_marker(email)
+    # The marker's detail keeps why the address was suppressed before (e.g. bounced), not who it was.
+    if session.scalar(select(Suppression.id).where(Suppression.email == marker)) is None:
+        session.add(Suppression(email=marker, reason=ERASED, created_at=clock.now(),
+                                detail=",".join(sorted({s.reason for s in previous}))))
+    erasure = Erasure(consent_events=len(subscriber.consent_events), topics=len(subscriber.topics),
+                      messages=messages, clicks=clicks)
+    session.delete(subscriber)
+    session.flush()
+    return erasure

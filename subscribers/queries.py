@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from mailer import db
+from mailer.digests.models import Click
 from mailer.errors import InvalidToken
-from subscribers.models import Subscriber
+from mailer.outbox.models import OutboxMessage
+from subscribers.models import Subscriber, Suppression
+from subscribers.operations import erased_marker
 
 
 def subscriber_for_token(subscriber_id: int) -> Subscriber:
@@ -49,4 +55,49 @@ def personal_data(subscriber: Subscriber) -> dict:
         "unsubscribed_at": subscriber.unsubscribed_at.isoformat() if subscriber.unsubscribed_at else None,
         "topics": [t.slug for t in subscriber.topics],
         "consent_history": consent_history(subscriber),
+        "mail": mail_history(subscriber),
+        "clicks": click_history(subscriber),
     }
+
+
+def mail_history(subscriber: Subscriber) -> list[dict]:
+    """Every message we queued for this subscriber: what, when, and whether it went out."""
+    rows = db.session.scalars(select(OutboxMessage).where(OutboxMessage.subscriber_id == subscriber.id)
+                              .order_by(OutboxMessage.id))
+    return [
+        {
+            "kind": m.kind,
+            "subject": m.subject,
+            "state": m.state.value,
+            "created_at": m.created_at.isoformat(),
+            "sent_at": m.sent_at.isoformat() if m.sent_at else None,
+        }
+        for m in rows
+    ]
+
+
+def click_history(subscriber: Subscriber) -> list[dict]:
+    """Every tracked link this subscriber clicked, with the address it led to."""
+    rows = db.session.scalars(select(Click).options(selectinload(Click.link))
+                              .where(Click.subscriber_id == subscriber.id).order_by(Click.id))
+    return [{"url": c.link.url, "label": c.link.label, "clicked_at": c.clicked_at.isoformat()} for c in rows]
+
+
+def known_addresses(emails: list[str]) -> set[str]:
+    """Which of these normalised addresses already belong to a subscriber."""
+    return set(db.session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails))))
+
+
+def suppression_reasons(emails: list[str]) -> dict[str, str]:
+    """For each of these normalised addresses that is suppressed, why: by the address or its erased hash."""
+    markers = {erased_marker(e): e for e in emails}
+    found = db.session.execute(select(Suppression.email, Suppression.reason)
+                               .where(Suppression.email.in_([*emails, *markers])))
+    return {markers.get(key, key): reason for key, reason in found}
+
+
+def every_subscriber(batch: int = 1000) -> Iterator[Subscriber]:
+    """All subscribers in id order, streamed `batch` rows at a time, their topics loaded per batch."""
+    query = (select(Subscriber).options(selectinload(Subscriber.topics)).order_by(Subscriber.id)
+             .execution_options(yield_per=batch))
+    yield from db.session.scalars(query)

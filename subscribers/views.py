@@ -136,6 +136,19 @@ def export_data(token: str):
                     headers={"Content-Disposition": 'attachment; filename="my-subscription-data.json"'})
 
 
+def erase(token: str):
+    """GET asks "are you sure?"; POST erases everything we hold about this subscriber (GDPR Art. 17)."""
+    subscriber = _manage_subscriber(token)
+    form = forms.EraseForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            raise InvalidToken("The form had expired. Please open the link from your email again.")
+        operations.erase(db.session, subscriber)
+        db.session.commit()
+        return render_template("erased.html")
+    return render_template("erase.html", form=form, email=subscriber.email, token=token)
+
+
 def unsubscribe(token: str):
     subscriber = _manage_subscriber(token)
     if request.method == "POST":

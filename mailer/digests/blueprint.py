@@ -1,0 +1,11 @@
+"""URL rules for the public archive of sent digests and alerts."""
+
+from flask import Blueprint
+
+from mailer.digests import views
+
+blueprint = Blueprint("archive", __name__)
+
+blueprint.add_url_rule("/archive/", "index", views.index, methods=["GET"])
+blueprint.add_url_rule("/archive/<slug>", "show", views.show, methods=["GET"])
+blueprint.add_url_rule("/archive.atom", "atom", views.atom, methods=["GET"])

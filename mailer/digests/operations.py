@@ -1,0 +1,241 @@
+"""Verbs of digests: compose the next one from new articles, and queue it to every eligible subscriber.
+
+Both only add rows to the caller's session; the caller commits (composing and queueing with
+`--send-now` is one transaction, so a crash leaves either a queued digest or nothing).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from mailer import clock, emails
+from mailer.config import Config
+from mailer.digests import queries
+from mailer.digests.compose import (ActionView, ArticleView, DigestSettings, Placeholders, TopicView,
+                                    articles_for, compose_digest, personalise)
+from mailer.digests.models import Link, Send, SendArticle, SendKind
+from mailer.errors import DigestError
+from mailer.links import tokens as link_tokens
+from mailer.links.queries import OPEN
+from mailer.outbox.operations import enqueue
+from subscribers import tokens as subscriber_tokens
+from subscribers.models import Subscriber
+
+READ = "read"  # the Link kind of an article's "Read more"
+SLUG_LENGTH = 80
+# Queued rows are flushed and let go of in batches: 100k messages must not all sit in the session.
+FLUSH_EVERY = 500
+# Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
+COMPOSE_LOCK = 0x6D61696C  # "mail"
+
+
+@dataclass(frozen=True)
+class TopicSetPlan:
+    """One render of a digest: the topics a group follows, how many get it, and how many articles."""
+
+    topic_slugs: frozenset[str]
+    recipients: int
+    articles: int
+
+
+def _config() -> Config:
+    return current_app.config["MAILER"]
+
+
+def compose_next(session: Session) -> Send | None:
+    """Build the next digest from articles no digest has carried yet; None when there are none.
+
+    Adds the Send, its SendArticle rows and one Link row per trackable link, and stores the
+    archive (web) version. Nothing is queued.
+    """
+    config = _config()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMPOSE_LOCK})
+    now = clock.now()
+    articles = queries.new_articles(session, now)
+    if not articles:
+        return None
+    previous = queries.last_digest(session)
+    send = Send(kind=SendKind.digest, slug=_unique_slug(session, f"{now:%Y-%m-%d}-{articles[0].title}"),
+                subject="", window_start_at=previous.window_end_at if previous else None,
+                window_end_at=now, created_at=now)
+    session.add(send)
+    session.flush()
+    for position, article in enumerate(articles):
+        session.add(SendArticle(send_id=send.id, article_id=article.id, position=position))
+        if article.canonical_url:
+            session.add(Link(send_id=send.id, article_id=article.id, url=article.canonical_url,
+                             label=article.title[:300], kind=READ))
+        for action in article.actions:
+            session.add(Link(send_id=send.id, article_id=article.id, url=action.url, label=action.label,
+                             kind=action.kind.value))
+    if config["tracking"]["opens"]:
+        session.add(Link(send_id=send.id, url="", label="open", kind=OPEN))
+    session.flush()
+    session.expire(send, ["articles"])
+    _store_archive(session, send)
+    return send
+
+
+def plan(session: Session, send: Send) -> list[TopicSetPlan]:
+    """Who would get this digest, per topic set; a group whose topics have nothing new gets no mail."""
+    views = article_views(session, send, Placeholders("plan"))
+    return [TopicSetPlan(topic_set, len(group), len(articles_for(views, topic_set)))
+            for topic_set, group in sorted(queries.by_topic_set(queries.eligible_subscribers(session)).items(),
+                                           key=lambda item: sorted(item[0]))]
+
+
+def queue(session: Session, send: Send) -> int:
+    """Queue the digest to every eligible subscriber through the outbox; return how many were queued.
+
+    Renders once per distinct topic set and personalises each copy by substitution. A subscriber
+    already holding this send in the outbox is skipped (the dedupe key makes that a constraint too).
+    """
+    # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
+    session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
+    session.refresh(send, ["queued_at"])
+    if send.queued_at is not None:
+        raise DigestError(f"send {send.id} was already queued at {send.queued_at:%Y-%m-%d %H:%M} UTC")
+    config = _config()
+    placeholders = Placeholders(secrets.token_hex(8))
+    views = article_views(session, send, placeholders)
+    settings = DigestSettings(config, archive_url(config, send), placeholders)
+    open_link_id = _open_link_id(session, send)
+    done = queries.already_queued(session, send.id)
+    queued, pending = 0, []
+    for topic_set, group in queries.by_topic_set(queries.eligible_subscribers(session)).items():
+        parts = compose_digest(views, topic_set, settings)
+        if parts is None:  # nothing new in the topics this group follows
+            continue
+        for subscriber in group:
+            if subscriber.id in done:
+                continue
+            fill = _recipient_values(config, send, subscriber, open_link_id)
+            rendered = personalise(parts, placeholders, fill)
+            message = emails.build(config, to=subscriber.email, to_name=subscriber.name, rendered=rendered,
+                                   unsubscribe_url=fill("unsubscribe_url"))
+            row = enqueue(session, kind="digest", message=message, subscriber_id=subscriber.id,
+                          dedupe_key=f"send:{send.id}:{subscriber.id}")
+            row.send_id = send.id
+            queued += 1
+            pending.append(row)
+            if len(pending) >= FLUSH_EVERY:
+                _flush_and_release(session, pending)
+    _flush_and_release(session, pending)
+    send.queued_at = clock.now()
+    send.recipients_count = queued
+    _store_archive(session, send)  # articles may have been edited since composing
+    return queued
+
+
+def _flush_and_release(session: Session, rows: list) -> None:
+    """Write queued rows to the (still open) transaction and drop them from the session's memory."""
+    session.flush()
+    for row in rows:
+        session.expunge(row)
+    rows.clear()
+
+
+def article_views(session: Session, send: Send, placeholders: Placeholders) -> list[ArticleView]:
+    """The send's articles as composition sees them, every link replaced by its tracked placeholder.
+
+    Links come from the send's Link rows, so what was composed is what is tracked even if an
+    article's calls to act change afterwards.
+    """
+    links_by_article: dict[int, list[Link]] = {}
+    for link in queries.links_of(session, send.id):
+        if link.article_id is not None:
+            links_by_article.setdefault(link.article_id, []).append(link)
+    views = []
+    for article in send.articles:
+        links = links_by_article.get(article.id, [])
+        read = next((link for link in links if link.kind == READ), None)
+        views.append(ArticleView(
+            id=article.id,
+            title=article.title,
+            summary=article.summary,
+            body_html=article.body_html,
+            url=placeholders.link(read.id) if read else "",
+            image_url=article.image_url,
+            published_at=article.published_at,
+            topics=tuple(TopicView(t.slug, t.title) for t in article.topics),
+            actions=tuple(ActionView(link.label, placeholders.link(link.id), link.kind)
+                          for link in links if link.kind != READ),
+        ))
+    return views
+
+
+def archive_url(config: Config, send: Send) -> str:
+    return emails.absolute_url(config, f"/archive/{send.slug}")
+
+
+def _recipient_values(config: Config, send: Send, subscriber: Subscriber,
+                      open_link_id: int | None) -> Callable[[str], str]:
+    """The per-recipient value of each placeholder; each link token is signed once per recipient."""
+    recipient_id = subscriber.id if config["tracking"]["per_recipient"] else None
+    values = subscriber_tokens.links(subscriber)
+    if open_link_id is not None:
+        values["open_pixel_url"] = emails.absolute_url(
+            config, f"/o/{link_tokens.make(send.id, open_link_id, recipient_id)}")
+
+    def value_of(name: str) -> str:
+        if name not in values:
+            values[name] = _tracked_url(config, send, name, recipient_id)
+        return values[name]
+
+    return value_of
+
+
+def _tracked_url(config: Config, send: Send, name: str, recipient_id: int | None) -> str:
+    link_id = int(name.removeprefix("link-"))
+    return emails.absolute_url(config, f"/l/{link_tokens.make(send.id, link_id, recipient_id)}")
+
+
+def _store_archive(session: Session, send: Send) -> None:
+    """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
+    config = _config()
+    placeholders = Placeholders(secrets.token_hex(8))
+    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True)
+    parts = compose_digest(article_views(session, send, placeholders), frozenset(), settings)
+    if parts is None:
+        raise DigestError(f"send {send.id} carries no articles")
+    anonymous: dict[str, str] = {}
+
+    def value_of(name: str) -> str:
+        if name not in anonymous:
+            anonymous[name] = _tracked_url(config, send, name, None)
+        return anonymous[name]
+
+    rendered = personalise(parts, placeholders, value_of)
+    send.subject, send.preheader = rendered.subject, parts.preheader
+    send.archive_html, send.archive_text = rendered.html, rendered.text
+
+
+def _open_link_id(session: Session, send: Send) -> int | None:
+    if not _config()["tracking"]["opens"]:
+        return None
+    return session.scalar(select(Link.id).where(Link.send_id == send.id, Link.kind == OPEN))
+
+
+def slugify(text: str) -> str:
+    """A URL slug in ASCII: 'Two Dead… Purge' -> 'two-dead-purge'."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:SLUG_LENGTH].rstrip("-")
+
+
+def _unique_slug(session: Session, text: str) -> str:
+    base = slugify(text) or "digest"
+    slug, n = base, 1
+    while session.scalar(select(Send.id).where(Send.slug == slug)) is not None:
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+

@@ -1,0 +1,88 @@
+"""Reads for digests: what is new, who gets it, what was sent, how it went."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from mailer.articles.models import Article
+from mailer.digests.models import Link, Send, SendArticle, SendKind
+from mailer.outbox.models import OutboxMessage
+from subscribers.models import Subscriber, SubscriberState, Suppression
+
+
+def new_articles(session: Session, now: datetime) -> list[Article]:
+    """Articles published by `now` that no digest has carried yet, newest first.
+
+    "Not carried" rather than "published after the last digest": an article imported late with an
+    earlier date still goes out once.
+    """
+    carried = (select(SendArticle.article_id)
+               .join(Send, Send.id == SendArticle.send_id)
+               .where(Send.kind == SendKind.digest))
+    return list(session.scalars(
+        select(Article)
+        .where(Article.published_at <= now, Article.id.not_in(carried))
+        .options(selectinload(Article.topics), selectinload(Article.actions))
+        .order_by(Article.published_at.desc(), Article.id.desc())))
+
+
+def last_digest(session: Session) -> Send | None:
+    return session.scalar(select(Send).where(Send.kind == SendKind.digest).order_by(Send.id.desc()).limit(1))
+
+
+def eligible_subscribers(session: Session) -> list[Subscriber]:
+    """Who gets bulk mail: confirmed, not paused, and whose address is not suppressed."""
+    suppressed = exists().where(Suppression.email == Subscriber.email)
+    return list(session.scalars(
+        select(Subscriber)
+        .where(Subscriber.state == SubscriberState.confirmed, Subscriber.is_paused.is_(False), ~suppressed)
+        .options(selectinload(Subscriber.topics))
+        .order_by(Subscriber.id)))
+
+
+def by_topic_set(subscribers: list[Subscriber]) -> dict[frozenset[str], list[Subscriber]]:
+    """Subscribers grouped by the topics they follow (the empty set: everything)."""
+    groups: dict[frozenset[str], list[Subscriber]] = defaultdict(list)
+    for subscriber in subscribers:
+        groups[frozenset(t.slug for t in subscriber.topics)].append(subscriber)
+    return dict(groups)
+
+
+def links_of(session: Session, send_id: int) -> list[Link]:
+    return list(session.scalars(select(Link).where(Link.send_id == send_id).order_by(Link.id)))
+
+
+def already_queued(session: Session, send_id: int) -> set[int]:
+    """Subscriber ids that already have this send in the outbox."""
+    return set(session.scalars(select(OutboxMessage.subscriber_id).where(OutboxMessage.send_id == send_id)))
+
+
+def get_send(session: Session, send_id: int) -> Send | None:
+    return session.get(Send, send_id)
+
+
+def archived_sends(session: Session, limit: int | None = None) -> list[Send]:
+    """Sends that went out (queued), newest first: the public archive."""
+    query = select(Send).where(Send.queued_at.is_not(None)).order_by(Send.queued_at.desc(), Send.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def archived_send(session: Session, slug: str) -> Send | None:
+    return session.scalar(select(Send).where(Send.slug == slug, Send.queued_at.is_not(None)))
+
+
+def recent_sends(session: Session, limit: int = 20) -> list[Send]:
+    return list(session.scalars(select(Send).order_by(Send.id.desc()).limit(limit)))
+
+
+def delivery_counts(session: Session, send_id: int) -> dict[str, int]:
+    """Outbox rows of a send by state: queued, sending, sent, failed."""
+    rows = session.execute(select(OutboxMessage.state, func.count())
+                           .where(OutboxMessage.send_id == send_id).group_by(OutboxMessage.state))
+    return {state.value: count for state, count in rows}

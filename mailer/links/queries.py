@@ -1,0 +1,60 @@
+"""Reads of tracked links: click counts per link and per send, unique per recipient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from mailer.digests.models import Click, Link
+
+OPEN = "open"  # the kind of the one Link per send that the open pixel counts on
+
+
+@dataclass(frozen=True)
+class LinkClicks:
+    link_id: int
+    label: str
+    kind: str
+    url: str
+    clicks: int
+    unique_clickers: int  # distinct known recipients; anonymous clicks are not in here
+    anonymous_clicks: int
+
+
+def clicks_per_link(session: Session, send_id: int) -> list[LinkClicks]:
+    """Every clickable link of a send with its counts, most clicked first."""
+    rows = session.execute(
+        select(Link.id, Link.label, Link.kind, Link.url,
+               func.count(Click.id),
+               func.count(distinct(Click.subscriber_id)),
+               func.count(Click.id).filter(Click.subscriber_id.is_(None)))
+        .outerjoin(Click, Click.link_id == Link.id)
+        .where(Link.send_id == send_id, Link.kind != OPEN)
+        .group_by(Link.id, Link.label, Link.kind, Link.url)
+        .order_by(func.count(Click.id).desc(), Link.id))
+    return [LinkClicks(*row) for row in rows]
+
+
+def clicks_for_send(session: Session, send_id: int) -> int:
+    """All clicks on a send's links (opens not included)."""
+    return session.scalar(
+        select(func.count(Click.id)).join(Link, Click.link_id == Link.id)
+        .where(Click.send_id == send_id, Link.kind != OPEN)) or 0
+
+
+def unique_clickers(session: Session, send_id: int) -> int:
+    """How many distinct recipients clicked at least one link of a send."""
+    return session.scalar(
+        select(func.count(distinct(Click.subscriber_id))).join(Link, Click.link_id == Link.id)
+        .where(Click.send_id == send_id, Link.kind != OPEN)) or 0
+
+
+def opens(session: Session, send_id: int) -> tuple[int, int]:
+    """(opens, unique openers) counted by the pixel; zero unless tracking.opens was on."""
+    row = session.execute(
+        select(func.count(Click.id), func.count(distinct(Click.subscriber_id)))
+        .join(Link, Click.link_id == Link.id)
+        .where(Click.send_id == send_id, Link.kind == OPEN)).one()
+    return row[0], row[1]

@@ -1,0 +1,220 @@
+"""Importing a CSV of subscribers: every row checked, bad rows reported and skipped, the rest added in chunks.
+
+Each chunk is its own transaction, so a 100k-row file never holds one huge transaction, and a rerun
+after a crash simply skips the addresses that are already in.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from mailer import db
+from mailer.errors import SubscriberError
+from mailer.topics.models import Topic
+from subscribers import operations, queries
+
+CHUNK_ROWS = 500
+EMAIL, NAME, TOPICS = "email", "name", "topics"
+# Spreadsheet formulas are defused on export with a leading quote (see exporting); an import takes it off.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+_SUPPRESSED = {
+    "erased": "erased on request (only the person can sign up again, through the web form)",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int
+    email: str
+    name: str
+    topic_slugs: list[str]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row that was not imported: an error in the file, or a skip on purpose (suppressed, duplicate)."""
+
+    line: int
+    reason: str
+    is_error: bool
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {'error' if self.is_error else 'skipped'}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    skipped: int = 0
+    errors: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"imported {self.imported}, skipped {self.skipped}, errors {self.errors}"
+
+
+def count_rows(path: Path) -> int:
+    """Read the whole file once: checks it is UTF-8 CSV with an email column, and counts its rows.
+
+    A file that fails here changes nothing in the database.
+    """
+    with _open(path) as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise SubscriberError(f"{path.name} is empty: it needs a header line with an 'email' column.")
+            columns = [c.strip().lower() for c in header]
+            if EMAIL not in columns:
+                raise SubscriberError(f"{path.name} has no 'email' column in its header line "
+                                      f"(found: {', '.join(columns) or 'nothing'}).")
+            return sum(1 for row in reader if row)
+        except UnicodeDecodeError:
+            raise SubscriberError(f"{path.name} is not UTF-8 text near line {reader.line_num + 1}; "
+                                  "save it as CSV UTF-8.") from None
+        except csv.Error as exc:
+            raise SubscriberError(f"{path.name} line {reader.line_num}: not valid CSV ({exc}).") from None
+
+
+def _open(path: Path):
+    # utf-8-sig: spreadsheet programs put a byte-order mark in front of "CSV UTF-8" files.
+    return path.open(newline="", encoding="utf-8-sig")
+
+
+def read_rows(path: Path, default_topics: list[str], known_topics: set[str]) -> Iterator[Row | Problem]:
+    """Each data row of the file as a checked Row, or a Problem saying why it cannot be imported."""
+    seen: dict[str, int] = {}
+    with _open(path) as f:
+        reader = csv.reader(f)
+        columns = [c.strip().lower() for c in next(reader)]
+        line = reader.line_num + 1
+        for values in reader:
+            start, line = line, reader.line_num + 1
+            if not values:
+                continue
+            if len(values) > len(columns):
+                yield Problem(start, f"{len(values)} fields, but the header has {len(columns)}", True)
+                continue
+            record = dict(zip(columns, values))
+            try:
+                row = _check(start, record, default_topics, known_topics)
+            except SubscriberError as exc:
+                yield Problem(start, f"{_shown(record.get(EMAIL, ''))}: {exc}", True)
+                continue
+            if row.email in seen:
+                yield Problem(start, f"{row.email}: same address as line {seen[row.email]}", False)
+                continue
+            seen[row.email] = start
+            yield row
+
+
+def _check(line: int, record: dict[str, str], default_topics: list[str], known_topics: set[str]) -> Row:
+    email = operations.normalise_email(record.get(EMAIL, ""))
+    name = record.get(NAME, "").strip()
+    if name.startswith("'") and name[1:2] and name[1] in FORMULA_STARTS:
+        name = name[1:]
+    name = operations.clean_name(name)
+    slugs = [s.strip() for s in record.get(TOPICS, "").split(";") if s.strip()]
+    unknown = sorted(set(slugs) - known_topics)
+    if unknown:
+        raise SubscriberError(f"Unknown topic: {', '.join(unknown)}")
+    return Row(line, email, name, sorted(set(slugs) | set(default_topics)))
+
+
+def _shown(raw: str) -> str:
+    """An address as typed, safe to print on one line (it may be long or hold control characters)."""
+    text = repr(raw.strip())
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def import_csv(path: Path, *, topic_slugs: list[str], is_confirmed: bool,
+               on_rows: Callable[[int], None] = lambda n: None,
+               on_problem: Callable[[Problem], None] = lambda p: None,
+               chunk_rows: int = CHUNK_ROWS) -> ImportReport:
+    """Import the subscribers in the CSV at `path`, committing every `chunk_rows` rows.
+
+    Without `is_confirmed` each new address is signed up as `pending` and sent the confirmation mail
+    (double opt-in). With it they are confirmed at once with a consent event `imported`: only for
+    lists whose consent was given elsewhere. Addresses already known are skipped silently; suppressed
+    ones (unsubscribed, bounced, erased) and repeats within the file are skipped and reported.
+    `on_rows(n)` is told as rows are done; `on_problem` gets each row that was not imported.
+    """
+    known_topics = set(db.session.scalars(select(Topic.slug)))
+    unknown = sorted(set(topic_slugs) - known_topics)
+    if unknown:
+        raise SubscriberError(f"Unknown topic: {', '.join(unknown)}")
+    report = ImportReport()
+
+    def note(problem: Problem) -> None:
+        report.problems.append(problem)
+        if problem.is_error:
+            report.errors += 1
+        else:
+            report.skipped += 1
+        on_problem(problem)
+
+    chunk: list[Row] = []
+    for item in read_rows(path, topic_slugs, known_topics):
+        if isinstance(item, Problem):
+            note(item)
+            on_rows(1)
+            continue
+        chunk.append(item)
+        if len(chunk) >= chunk_rows:
+            _import_chunk(chunk, path.name, is_confirmed, report, note)
+            on_rows(len(chunk))
+            chunk = []
+    if chunk:
+        _import_chunk(chunk, path.name, is_confirmed, report, note)
+        on_rows(len(chunk))
+    return report
+
+
+def _import_chunk(rows: list[Row], source_name: str, is_confirmed: bool, report: ImportReport,
+                  note: Callable[[Problem], None]) -> None:
+    """Add one chunk of checked rows in one transaction."""
+    for attempt in (1, 2):
+        try:
+            outcome = _add(rows, source_name, is_confirmed)
+            db.session.commit()
+            break
+        except IntegrityError:
+            # Someone signed up with one of these addresses meanwhile: look again, once.
+            db.session.rollback()
+            if attempt == 2:
+                raise
+    imported, problems, already_known = outcome
+    report.imported += imported
+    report.skipped += already_known
+    for problem in problems:
+        note(problem)
+
+
+def _add(rows: list[Row], source_name: str, is_confirmed: bool) -> tuple[int, list[Problem], int]:
+    emails = [r.email for r in rows]
+    suppressed = queries.suppression_reasons(emails)
+    known = queries.known_addresses(emails)
+    imported, problems, already_known = 0, [], 0
+    for row in rows:
+        if row.email in suppressed:
+            reason = _SUPPRESSED.get(suppressed[row.email], suppressed[row.email])
+            problems.append(Problem(row.line, f"{row.email}: {reason}; an import does not subscribe it again", False))
+        elif row.email in known:
+            already_known += 1
+        elif is_confirmed:
+            operations.import_confirmed(db.session, email=row.email, name=row.name, topic_slugs=row.topic_slugs,
+                                        source_name=source_name)
+            imported += 1
+        else:
+            operations.sign_up(db.session, email=row.email, name=row.name, topic_slugs=row.topic_slugs,
+                               meta=operations.RequestMeta(source="import", form_id=source_name[:50]))
+            imported += 1
+    return imported, problems, already_known
