@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from mailer import clock, config as config_module, db as db_module, migrate
@@ -95,12 +96,22 @@ def config(database_url, tmp_path):
     return make_config(database_url, tmp_path)
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context, as in production: `g` (and the CSRF token Flask-WTF
+    keeps there) is not shared between requests just because the test holds a context open."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(config):
     from mailer.app import create_app
 
     app = create_app(config)
     app.config["TESTING"] = True
+    app.test_client_class = FreshContextClient
     with app.app_context():
         yield app
     db_module.session.remove()
