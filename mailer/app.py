@@ -8,6 +8,7 @@ from flask import Flask
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import config as config_module
 from mailer import db
@@ -46,6 +47,11 @@ def _configure(app: Flask, config: Config) -> None:
     app.config["SESSION_COOKIE_SECURE"] = config.base_url.startswith("https://")
     app.jinja_env.globals["site_name"] = config.site_name
     app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
+    proxies = config["site"]["trusted_proxies"]
+    if proxies:
+        # The client address (consent records, the signup rate limit) comes from the proxy's header,
+        # trusted only as many hops deep as the admin says: anyone can send the header.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)
 
 
 def _check_delivery(config: Config) -> None:

@@ -147,10 +147,16 @@ def scheduler():
 
 
 def _register_domain_commands() -> None:
+    from mailer.articles.cli import articles
     from mailer.digests.cli import digests, stats
+    from mailer.feeds.cli import feeds
+    from mailer.topics.cli import topics
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(topics)
+    cli.add_command(articles)
+    cli.add_command(feeds)
     cli.add_command(digests)
     cli.add_command(stats)
 

@@ -27,6 +27,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "privacy_policy_version": "2026-11-01",
         "postal_address": "",
         "secret_key": "",
+        "trusted_proxies": 0,
     },
     "database": {
         "url": "sqlite:///var/mailer.db",
@@ -216,6 +217,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     base_url = values["site"]["base_url"]
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
+    if values["site"]["trusted_proxies"] < 0:
+        raise ConfigError("site.trusted_proxies must be 0 or more")
     rate_limit = values["signup"]["rate_limit"]
     if rate_limit:
         try:

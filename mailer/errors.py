@@ -39,3 +39,7 @@ class FeedError(MailerError):
 
 class DigestError(MailerError):
     pass
+
+
+class TopicError(MailerError):
+    pass

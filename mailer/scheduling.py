@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 _app = None
 
 # Built-in recurring jobs: id -> (task, trigger, trigger arguments).
-BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {}
+BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
+    "poll-feeds": ("mailer.feeds.tasks:poll_all", "interval", {"minutes": 15}),
+}
 
 
 def run_task(task: str) -> None:

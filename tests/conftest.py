@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from mailer import clock, config as config_module, db as db_module, migrate
@@ -95,12 +96,22 @@ def config(database_url, tmp_path):
     return make_config(database_url, tmp_path)
 
 
+class FreshContextClient(FlaskClient):
+    """Each request gets its own app context, as in production: `g` (and the CSRF token Flask-WTF
+    keeps there) is not shared between requests just because the test holds a context open."""
+
+    def open(self, *args, **kwargs):
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(config):
     from mailer.app import create_app
 
     app = create_app(config)
     app.config["TESTING"] = True
+    app.test_client_class = FreshContextClient
     with app.app_context():
         yield app
     db_module.session.remove()
@@ -128,6 +139,30 @@ def runner(app):
 @pytest.fixture
 def session(app):
     return db_module.session
+
+
+# ---- the browser -------------------------------------------------------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags from shared/TESTING.md: run as root in a container, and never phone home during a test.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the session (Playwright allows one sync driver per process);
+    required (a failure, not a skip) when CI=true."""
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"CI=true but {CHROMIUM} is missing: .ci/run must install the chromium package")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 # ---- time --------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from mailer.digests import operations
 from mailer.digests.models import Click
 from tests import factories
 from tests.conftest import make_config
-from tests.test_digest_render import browser  # noqa: F401  (the Chromium fixture, shared)
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +38,7 @@ def live_site(database_url, tmp_path, frozen_clock):
     app.extensions["engine"].dispose()
 
 
-def test_archive_page_and_tracked_button_land_on_the_petition(browser, live_site):  # noqa: F811
+def test_archive_page_and_tracked_button_land_on_the_petition(chromium, live_site):
     factories.fixed_articles(db.session)
     factories.subscriber(db.session, "reader@example.org")
     send = operations.compose_next(db.session)
@@ -48,7 +47,7 @@ def test_archive_page_and_tracked_button_land_on_the_petition(browser, live_site
     subject = send.subject
     db.session.remove()  # the server's threads need the database now
 
-    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page = chromium.new_page(viewport={"width": 390, "height": 844})
     # The petition site is outside this machine: answer for it, and for remote images, locally.
     page.route("https://**/*", lambda route: route.fulfill(
         status=200, content_type="text/html", body="<title>Petition</title><h1>Russia, intervene</h1>"))

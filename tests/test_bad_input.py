@@ -354,3 +354,13 @@ def test_unknown_page_and_wrong_method_answer_a_readable_4xx(client):
     assert missing.status_code == 404 and "There is nothing at this address." in page_text(missing)
     wrong = client.put("/subscribe")
     assert wrong.status_code == 405 and "This page cannot be used that way." in page_text(wrong)
+
+
+def test_a_csrf_token_from_another_browser_is_refused(app, session):
+    """A token is bound to the session cookie of the browser it was given to."""
+    ours, theirs = app.test_client(), app.test_client()
+    form = {"csrf_token": csrf_token(theirs), "email": "reader@example.org", "consent": "y"}
+    csrf_token(ours)  # we have a session of our own, but send the other browser's token
+    response = ours.post("/subscribe", data=form)
+    assert response.status_code == 400
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0

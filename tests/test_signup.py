@@ -101,3 +101,23 @@ def test_missing_consent_stores_nothing(client, session):
     assert "Please tick the box" in response.get_data(as_text=True)
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
     assert session.scalar(select(func.count()).select_from(ConsentEvent)) == 0
+
+
+@pytest.mark.parametrize("proxies, recorded", [(0, "127.0.0.1"), (1, "203.0.113.9")])
+def test_client_address_behind_a_trusted_proxy(database_url, tmp_path, proxies, recorded):
+    """X-Forwarded-For is believed only when the admin says a proxy sits in front."""
+    from mailer.app import create_app
+    from mailer import db
+    from tests.conftest import make_config
+
+    app = create_app(make_config(database_url, tmp_path, site={"trusted_proxies": proxies}))
+    with app.app_context():
+        client = app.test_client()
+        headers = {"X-Forwarded-For": "203.0.113.9"}
+        page = client.get("/subscribe", headers=headers).get_data(as_text=True)
+        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+        client.post("/subscribe", headers=headers,
+                    data={"csrf_token": token, "email": "reader@example.org", "consent": "y"})
+        assert db.session.scalar(select(ConsentEvent.ip_address)) == recorded
+        db.session.remove()
+        app.extensions["engine"].dispose()

@@ -1,0 +1,73 @@
+"""`mailer feeds …`: the RSS/Atom feeds new articles come from."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from sqlalchemy import select
+
+from mailer import db
+from mailer.cli import app_context
+from mailer.feeds import operations, tasks
+from mailer.feeds.models import Feed
+
+
+@click.group()
+def feeds():
+    """RSS and Atom feeds polled for new articles."""
+
+
+@feeds.command("add")
+@click.argument("url")
+@click.option("--topics", default="", help="Comma-separated topic slugs every article from this feed gets.")
+@app_context
+def add(url, topics):
+    """Poll the feed at URL (http or https) from now on."""
+    slugs = [s.strip() for s in topics.split(",") if s.strip()]
+    feed = operations.add_feed(db.session, url, slugs)
+    db.session.commit()
+    click.echo(f"added feed {feed.id} {feed.url} (topics: {', '.join(t.slug for t in feed.topics) or 'none'})")
+
+
+@feeds.command("poll")
+@app_context
+def poll():
+    """Fetch every feed now and store new and changed entries.
+
+    One line per feed; a broken feed is reported (and kept in its last_error) without stopping the
+    others. Exit status 1 only when every feed failed: one broken blog is the blog's problem, all of
+    them failing is probably ours (network, DNS).
+    """
+    reports = tasks.poll_feeds()
+    if not reports:
+        click.echo("no feeds yet: add one with `mailer feeds add URL`")
+        return
+    for report in reports:
+        click.echo(report.line(), err=report.is_failed)
+        for skipped in report.skipped:
+            click.echo(f"warning: {skipped}", err=True)
+    if all(report.is_failed for report in reports):
+        raise click.exceptions.Exit(1)
+
+
+@feeds.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@app_context
+def list_(as_json):
+    """One row per feed: id, last poll, URL, topics, last error."""
+    rows = [{
+        "id": f.id,
+        "url": f.url,
+        "title": f.title,
+        "topics": [t.slug for t in f.topics],
+        "last_polled_at": f.last_polled_at.isoformat() if f.last_polled_at else None,
+        "last_error": f.last_error,
+    } for f in db.session.scalars(select(Feed).order_by(Feed.id))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    for row in rows:
+        polled = (row["last_polled_at"] or "never")[:16].replace("T", " ")
+        error = f"  failed: {row['last_error']}" if row["last_error"] else ""
+        click.echo(f"{row['id']:>5}  {polled:16}  {row['url']}  [{', '.join(row['topics'])}]{error}")
