@@ -35,6 +35,10 @@ def _enum(cls):
 
 class Subscriber(Base):
     __tablename__ = "subscribers"
+    # Links in mail name a subscriber by id, and outlive an erasure: SQLite must never give an erased
+    # subscriber's id to the next signup (without AUTOINCREMENT it reuses the highest id), or the old
+    # links would open the newcomer's preferences. PostgreSQL sequences never reuse an id anyway.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # normalised by email-validator

@@ -59,7 +59,8 @@ def upgrade() -> None:
     sa.Column('confirmed_at', mailer.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('unsubscribed_at', mailer.db.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_subscribers')),
-    sa.UniqueConstraint('email', name=op.f('uq_subscribers_email'))
+    sa.UniqueConstraint('email', name=op.f('uq_subscribers_email')),
+    sqlite_autoincrement=True
     )
     op.create_table('suppressions',
     sa.Column('id', sa.Integer(), nullable=False),
