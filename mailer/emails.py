@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import re
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -24,6 +25,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 # SMTP policy: CRLF line ends, and header folding that never lets a value break a header line.
 POLICY = email.policy.SMTP.clone(max_line_length=78)
+# C0 and C1 control characters, CR and LF included.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def sender_domain(config: Config) -> str:
 
 def list_id(config: Config) -> str:
     """List-Id (RFC 2919): the site name and a stable identifier under the sender's domain."""
-    name = " ".join(config.site_name.replace('"', "").split())
+    name = _single_line(config.site_name.replace('"', ""))
     return f'"{name}" <updates.{sender_domain(config)}>'
 
 
@@ -103,7 +106,7 @@ def build(config: Config, *, to: str, to_name: str = "", rendered: Rendered, uns
     """A multipart/alternative message carrying every header the contract asks of list mail."""
     msg = EmailMessage(policy=POLICY)
     mail = config["mail"]
-    msg["From"] = Address(display_name=config.site_name, addr_spec=mail["from_address"])
+    msg["From"] = Address(display_name=_single_line(config.site_name), addr_spec=mail["from_address"])
     msg["To"] = Address(display_name=_single_line(to_name), addr_spec=_ascii_address(to))
     msg["Date"] = email.utils.format_datetime(clock.now())
     msg["Message-ID"] = message_id or make_message_id(config)
@@ -129,5 +132,6 @@ def _ascii_address(address: str) -> str:
 
 
 def _single_line(value: str) -> str:
-    """Header values never carry CR or LF: that is how header injection works."""
-    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+    """Header values never carry CR or LF (that is how header injection works), nor any other control
+    character: NUL breaks SMTP, ESC reaches terminals that show mail."""
+    return " ".join(_CONTROL_CHARACTERS.sub(" ", value).split())

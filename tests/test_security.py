@@ -5,6 +5,9 @@ Each test is an attack that once worked, or one we made sure does not; the docst
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -12,7 +15,9 @@ from subscribers import operations as subscriber_operations
 from subscribers import tokens
 from subscribers.models import Subscriber
 from tests import factories
+from tests.contract import check_message
 from tests.test_bad_input import page_text
+from tests.test_feeds import feed_server, static  # noqa: F401 (feed_server is a fixture)
 
 
 def test_an_erased_subscribers_old_link_never_opens_the_next_subscribers_page(client, session):
@@ -34,3 +39,97 @@ def test_an_erased_subscribers_old_link_never_opens_the_next_subscribers_page(cl
         assert "newcomer@example.org" not in response.get_data(as_text=True)
     assert "we hold no subscription for it" in page_text(client.get(f"/preferences/{old_link}"))
     assert session.scalar(select(Subscriber.email).where(Subscriber.id == newcomer_id)) == "newcomer@example.org"
+
+
+# ---- control characters from feeds and files -------------------------------------------------------
+
+HOSTILE_RSS = b"""<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Hostile&#27;]0;owned&#7;</title>
+<item><title>Breaking&#0; &#27;[2J&#27;[31mnews&#7; from &#27;]8;;https://evil.example&#27;\\here</title>
+<link>https://blog.example/breaking</link><guid>https://blog.example/breaking</guid>
+<description>Body&#0; with &#27;[1mescapes&#27;[0m and a bell&#7;.</description>
+<author>eve@example.org (Eve&#27;[8m)</author><category>Hum&#0;an&#27; Rights</category>
+<pubDate>Sat, 21 Nov 2026 09:00:00 GMT</pubDate></item>
+</channel></rss>"""
+
+
+def _has_controls(text: str) -> bool:
+    return any(ord(c) < 32 and c not in "\t\n\r" or ord(c) == 127 for c in text)
+
+
+def test_control_characters_in_a_feed_reach_no_header_terminal_or_feed(runner, client, session, config,
+                                                                       deliver, feed_server, frozen_clock):
+    """feedparser's lenient parser turns `&#0;` and `&#27;` into NUL and ESC. NUL made PostgreSQL refuse
+    the whole feed; ESC sequences went raw into Subject headers, `articles list` (a terminal: they can
+    retitle it, hide text or forge links) and /archive.atom (XML 1.0 forbids them)."""
+    factories.subscriber(session, "reader@example.org")
+    session.commit()
+    feed_server.routes["/rss"] = static(HOSTILE_RSS, content_type="application/rss+xml")
+    assert runner.invoke(["feeds", "add", feed_server.url("/rss")]).exit_code == 0
+    polled = runner.invoke(["feeds", "poll"])
+    assert polled.exit_code == 0, polled.output
+    assert "1 new" in polled.output
+
+    listed = runner.invoke(["articles", "list"])
+    assert "Breaking" in listed.output and not _has_controls(listed.output)
+    assert not _has_controls(runner.invoke(["feeds", "list", "--json"]).output)
+    assert not _has_controls(runner.invoke(["topics", "list"]).output)
+
+    composed = runner.invoke(["digests", "compose", "--send-now"])
+    assert composed.exit_code == 0, composed.output
+    [digest] = deliver()
+    check_message(digest, postal_address=config["site"]["postal_address"])
+    [raw] = (Path(config["mail"]["maildir"]) / "new").iterdir()
+    head = raw.read_bytes().split(b"\r\n\r\n" if b"\r\n\r\n" in raw.read_bytes() else b"\n\n")[0]
+    assert not _has_controls(head.decode("ascii"))
+    assert "Breaking" in str(digest["Subject"]) and not _has_controls(str(digest["Subject"]))
+    for part in digest.walk():
+        if part.get_content_maintype() == "text":
+            assert not _has_controls(part.get_content().replace("\x00", "\x01")), part.get_content_type()
+
+    atom = client.get("/archive.atom")
+    ET.fromstring(atom.get_data())  # well-formed XML
+    archive = client.get("/archive/").get_data(as_text=True)
+    assert "Breaking" in archive and not _has_controls(archive)
+
+
+def test_control_characters_in_front_matter_are_dropped(runner, session, tmp_path):
+    """YAML double-quoted strings spell any control character ("\\0", "\\e"); the importer refuses raw
+    NUL bytes in a file but took them through front matter."""
+    path = tmp_path / "hostile.md"
+    path.write_text('---\ntitle: "Two\\0 dead\\e[2J\\a"\nauthor: "Eve\\e[8m"\nsummary: "Sum\\0mary"\n---\n'
+                    "Body text.\n", encoding="utf-8")
+    result = runner.invoke(["articles", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(["articles", "list", "--json"]).output
+    assert "Two dead" in listed and not _has_controls(listed.replace("\\u", "")) and "\\u001b" not in listed
+    assert "\\u0000" not in listed
+
+
+def test_a_feed_servers_error_text_reaches_the_terminal_without_escapes(runner, session, feed_server):
+    """The reason phrase of an HTTP error is the server's to choose, and `feeds poll` / `feeds list`
+    print it."""
+    def hostile(handler):
+        handler.send_response(503, "Unavailable\x1b]0;owned\x07\x1b[2J")
+        handler.end_headers()
+
+    feed_server.routes["/down"] = hostile
+    assert runner.invoke(["feeds", "add", feed_server.url("/down")]).exit_code == 0
+    polled = runner.invoke(["feeds", "poll"])
+    assert "HTTP 503 Unavailable" in polled.output and not _has_controls(polled.output)
+    listed = runner.invoke(["feeds", "list"])
+    assert "HTTP 503 Unavailable" in listed.output and not _has_controls(listed.output)
+
+
+def test_no_header_carries_a_control_character():
+    """The last line of defence for any subject or name, whatever produced it."""
+    from mailer import config as config_module
+    from mailer import emails
+
+    config = config_module.load(path=None, environ={}, overrides={"site": {"name": "Alex\x1b[8m News"}})
+    rendered = emails.Rendered(subject="Two\x00 dead\x1b[2J\x07 and \u2028more", text="t", html="<p>h</p>")
+    message = emails.build(config, to="reader@example.org", to_name="Robin\x1b[31m", rendered=rendered,
+                           unsubscribe_url="https://news.example.org/unsubscribe/t")
+    head = message.as_bytes().split(b"\r\n\r\n")[0].decode("ascii")
+    assert not _has_controls(head)
+    assert message["Subject"] == "Two dead [2J and more"

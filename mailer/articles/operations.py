@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.articles.models import ActionKind, ActionLink, Article
-from mailer.articles.rendering import first_paragraph, markdown_to_html, plain_text, sanitise_html, shorten
+from mailer.articles.rendering import (CONTROL_CHARACTERS, first_paragraph, markdown_to_html, plain_text,
+                                       sanitise_html, shorten, without_controls)
 from mailer.errors import ArticleError
 from mailer.feeds.models import Feed
 from mailer.topics.models import Topic
@@ -74,8 +75,11 @@ def web_url(url: str, what: str) -> str:
 
 
 def one_line(text: str | None, limit: int) -> str:
-    """Text on one line (titles and labels end up in subjects and buttons), shortened to `limit`."""
-    return shorten(" ".join((text or "").split()), limit)
+    """Text on one line (titles and labels end up in subjects and buttons), shortened to `limit`.
+
+    Control characters become spaces: a title goes into Subject headers and onto terminals.
+    """
+    return shorten(" ".join(CONTROL_CHARACTERS.sub(" ", text or "").split()), limit)
 
 
 def infer_action_kind(label: str, url: str = "") -> ActionKind:
@@ -164,7 +168,8 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
     Raises ArticleError (nothing stored) for a missing title, a non-http(s) URL or a bad action link.
     """
     canonical_url = web_url(canonical_url, "the article's URL") if canonical_url else None
-    guid = (guid or "").strip() or canonical_url
+    guid = without_controls(guid or "").strip() or canonical_url
+    body = without_controls(body or "")
     if not guid:
         raise ArticleError("an article needs a GUID or a canonical URL, so that storing it again updates it")
     if len(guid) > MAX_GUID:
@@ -182,7 +187,7 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
         "canonical_url": canonical_url,
         "title": title,
         "summary": summary,
-        "body_source": body or "",
+        "body_source": body,
         "body_html": body_html,
         "image_url": image_url,
         "author": one_line(author, MAX_AUTHOR),

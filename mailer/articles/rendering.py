@@ -31,6 +31,10 @@ ALLOWED_ATTRIBUTES = {
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src"}
+# C0 and C1 control characters but tab and line ends: NUL (PostgreSQL refuses it in text), ESC (a
+# terminal runs what follows it), BEL... Feeds deliver them through character references (`&#27;`)
+# that feedparser's lenient parser decodes; no title, summary or body needs one.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 # Tags removed together with everything inside them (the text of a script is not prose).
 DROPPED_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math"}
 
@@ -82,7 +86,12 @@ def plain_text(fragment: str) -> str:
     # A space for each block boundary, so "<p>a</p><p>b</p>" reads "a b", not "ab".
     spaced = re.sub(r"(?i)<(br|/p|/li|/h[1-6]|/blockquote|/div|/tr)\b[^>]*>", " \\g<0>", fragment or "")
     text = nh3.clean(spaced, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
-    return " ".join(html.unescape(text).split())
+    return " ".join(CONTROL_CHARACTERS.sub(" ", html.unescape(text)).split())
+
+
+def without_controls(text: str) -> str:
+    """`text` with its control characters (see CONTROL_CHARACTERS) removed; tabs and line ends stay."""
+    return CONTROL_CHARACTERS.sub("", text)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -276,5 +276,6 @@ def store_entries(session: Session, feed: Feed, fetched: Fetched, parsed: feedpa
 def record_failure(session: Session, feed: Feed, error: str) -> PollReport:
     """Note on the feed that this poll failed and why (no commit); its validators stay as they were."""
     feed.last_polled_at = clock.now()
-    feed.last_error = error
-    return PollReport(feed_id=feed.id, url=feed.url, error=error)
+    # The error may quote the server (an HTTP reason phrase): one line, no escape sequences for a terminal.
+    feed.last_error = one_line(error, 1000)
+    return PollReport(feed_id=feed.id, url=feed.url, error=feed.last_error)

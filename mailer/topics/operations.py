@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.articles.rendering import CONTROL_CHARACTERS
 from mailer.errors import TopicError
 from mailer.topics.models import Topic
 
@@ -67,8 +68,8 @@ def validate_slug(slug: str) -> str:
 
 
 def clean_title(title: str | None) -> str:
-    """A title on one line (it may end up in a subject), at most MAX_TITLE characters."""
-    title = " ".join((title or "").split())
+    """A title on one line (it may end up in a subject), at most MAX_TITLE characters, no control characters."""
+    title = " ".join(CONTROL_CHARACTERS.sub(" ", title or "").split())
     if len(title) > MAX_TITLE:
         raise TopicError(f"a topic title can be at most {MAX_TITLE} characters")
     return title
