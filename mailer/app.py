@@ -91,3 +91,4 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(archive_blueprint)
     app.register_blueprint(links_blueprint)
     web.register_error_pages(app)
+    web.register_security_headers(app)

@@ -6,6 +6,15 @@ from subscribers import views
 
 blueprint = Blueprint("subscribers", __name__)
 
+
+@blueprint.after_request
+def _never_cache(response):
+    # Confirm, preferences, unsubscribe and data pages are keyed by a token in their address and show
+    # a person's address and data: no shared or disk cache may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 blueprint.add_url_rule("/", "home", views.home, methods=["GET"])
 blueprint.add_url_rule("/subscribe", "subscribe", views.subscribe, methods=["GET", "POST"])
 blueprint.add_url_rule("/subscribe/thanks", "thanks", views.thanks, methods=["GET"])

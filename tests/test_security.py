@@ -133,3 +133,49 @@ def test_no_header_carries_a_control_character():
     head = message.as_bytes().split(b"\r\n\r\n")[0].decode("ascii")
     assert not _has_controls(head)
     assert message["Subject"] == "Two dead [2J and more"
+
+
+# ---- response headers ----------------------------------------------------------------------------
+
+def _personal_pages(session) -> list[str]:
+    subscriber = factories.subscriber(session, "reader@example.org")
+    session.commit()
+    manage = tokens.manage_token(subscriber.id, subscriber.token_version)
+    confirm = tokens.confirm_token(subscriber.id, subscriber.email)
+    return [f"/preferences/{manage}", f"/preferences/{manage}/data", f"/preferences/{manage}/erase",
+            f"/unsubscribe/{manage}", f"/confirm/{confirm}"]
+
+
+def test_personal_pages_are_never_cached_and_never_leak_their_token_in_a_referer(client, session):
+    """A page whose address is a key to someone's subscription must not sit in a shared cache or a
+    browser's disk cache, nor travel to linked sites in the Referer header.
+
+    Referrer-Policy is `same-origin`, not `no-referrer`: over https Flask-WTF refuses a form POST whose
+    Referer is missing, so the preferences and erase forms need it sent to our own origin."""
+    for path in _personal_pages(session):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "no-store" in response.headers.get("Cache-Control", ""), path
+        assert response.headers.get("Referrer-Policy") == "same-origin", path
+
+
+def test_every_page_forbids_framing_sniffing_and_anything_but_our_own_styles(client, session):
+    """Pages have no scripts: a strict CSP costs nothing and turns any XSS we missed into nothing."""
+    for path in ["/subscribe", "/subscribe/thanks", "/privacy", "/archive/", "/archive.atom", "/nowhere",
+                 *_personal_pages(session)]:
+        response = client.get(path)
+        headers = response.headers
+        assert headers.get("X-Content-Type-Options") == "nosniff", path
+        assert headers.get("X-Frame-Options") == "DENY", path
+        policy = headers.get("Content-Security-Policy", "")
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, path
+        assert "script-src" not in policy and "'unsafe-inline'" not in policy, path
+        if response.mimetype == "text/html":
+            assert " style=" not in response.get_data(as_text=True), f"{path}: an inline style the CSP blocks"
+
+
+def test_the_post_redirects_and_error_pages_carry_the_headers_too(client, session):
+    response = client.post("/subscribe", data={"email": "x"})  # no CSRF token: the 400 page
+    assert response.status_code == 400
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
