@@ -179,3 +179,60 @@ def test_the_post_redirects_and_error_pages_carry_the_headers_too(client, sessio
     assert response.status_code == 400
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# ---- what the feed poller will fetch -------------------------------------------------------------
+
+def _redirect(location: str):
+    def route(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return route
+
+
+@pytest.fixture
+def listener():
+    """A TCP port that records whether anyone connected to it (a stand-in for an internal service)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.5)
+    yield server
+    server.close()
+
+
+def _was_contacted(listener) -> bool:
+    try:
+        connection, _ = listener.accept()
+    except TimeoutError:
+        return False
+    connection.close()
+    return True
+
+
+@pytest.mark.parametrize("target", ["ftp://127.0.0.1:{port}/feed.xml", "file:///etc/passwd",
+                                    "gopher://127.0.0.1:{port}/", "data:text/xml,<rss/>"])
+def test_a_feed_may_redirect_only_to_http_or_https(feed_server, listener, target):
+    """`feeds add` accepts only http(s) URLs, but urllib follows a redirect to ftp: too (and would try
+    file: or data: with a different handler set): a feed could make the poller talk FTP to a service
+    on our own network. Redirects are followed only to http and https."""
+    from mailer.errors import FeedError
+    from mailer.feeds import operations as feed_operations
+
+    feed_server.routes["/moved"] = _redirect(target.format(port=listener.getsockname()[1]))
+    with pytest.raises(FeedError, match="redirected to a non-http"):
+        feed_operations.fetch(feed_server.url("/moved"))
+    assert not _was_contacted(listener)
+
+
+def test_a_redirect_to_another_http_feed_is_still_followed(feed_server):
+    from mailer.feeds import operations as feed_operations
+
+    feed_server.routes["/new"] = static(HOSTILE_RSS, content_type="application/rss+xml")
+    feed_server.routes["/old"] = _redirect(feed_server.url("/new"))
+    fetched = feed_operations.fetch(feed_server.url("/old"))
+    assert fetched.url == feed_server.url("/new") and fetched.content == HOSTILE_RSS

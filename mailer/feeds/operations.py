@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from urllib.parse import urljoin, urlsplit
 
 import feedparser
 from sqlalchemy import select
@@ -24,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.articles.operations import one_line, upsert_article, web_url
-from mailer.articles.rendering import plain_text
+from mailer.articles.rendering import plain_text, shorten
 from mailer.errors import ArticleError, FeedError, MailerError
 from mailer.feeds.models import Feed
 from mailer.topics.models import Topic
@@ -99,6 +100,30 @@ def add_feed(session: Session, url: str, topic_slugs: list[str] = ()) -> Feed:
     return feed
 
 
+class _WebOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to http or https: urllib's own handler follows ftp: as well, which would
+    let a feed point the poller at an FTP (or any TCP) service on our network."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urljoin(req.full_url, headers.get("Location") or headers.get("URI") or "")
+        if urlsplit(target).scheme.lower() not in ("http", "https"):
+            fp.close()
+            raise FeedError(f"redirected to a non-http(s) address {shorten(target, 80)!r}; refused")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """urllib with http and https only: no ftp:, file: or data: handlers, redirects to http(s) only."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _WebOnlyRedirects(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float = FETCH_TIMEOUT_SECONDS,
           max_bytes: int = MAX_FEED_BYTES) -> Fetched:
     """GET the feed, sending the validators from the last poll; FeedError for anything but a usable answer.
@@ -113,7 +138,7 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float =
         headers["If-Modified-Since"] = last_modified
     deadline = time.monotonic() + timeout
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = _opener().open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 304:
