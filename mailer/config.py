@@ -65,6 +65,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "lease_seconds": 300,
         "poll_seconds": 2,
     },
+    "feeds": {
+        "block_private_addresses": False,
+    },
     "tracking": {
         "per_recipient": True,
         "opens": False,

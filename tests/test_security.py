@@ -236,3 +236,27 @@ def test_a_redirect_to_another_http_feed_is_still_followed(feed_server):
     feed_server.routes["/old"] = _redirect(feed_server.url("/new"))
     fetched = feed_operations.fetch(feed_server.url("/old"))
     assert fetched.url == feed_server.url("/new") and fetched.content == HOSTILE_RSS
+
+
+def test_private_addresses_can_be_refused(runner, session, feed_server, database_url, tmp_path):
+    """Off by default (a self-hoster's blog may well live on the same machine); on, a feed, or a feed's
+    redirect, that leads to loopback, a private network or link-local (cloud metadata) is refused
+    before a byte is sent."""
+    from mailer.app import create_app
+    from mailer.cli import cli
+    from tests.conftest import make_config
+
+    feed_server.routes["/rss"] = static(HOSTILE_RSS, content_type="application/rss+xml")
+    strict = create_app(make_config(database_url, tmp_path, feeds={"block_private_addresses": True}))
+    invoke = lambda *args: runner.invoke(list(args), obj={"app": strict})  # noqa: E731
+    try:
+        assert invoke("feeds", "add", feed_server.url("/rss")).exit_code == 0
+        polled = invoke("feeds", "poll")
+    finally:
+        strict.extensions["engine"].dispose()
+    assert polled.exit_code == 1
+    assert "127.0.0.1 is a private address" in polled.output
+    assert feed_server.requests == []
+
+    allowed = runner.invoke(["feeds", "poll"])  # the default: loopback is fine
+    assert allowed.exit_code == 0 and "1 new" in allowed.output

@@ -10,6 +10,7 @@ import hashlib
 import html
 import http.client
 import io
+import ipaddress
 import re
 import socket
 import time
@@ -114,19 +115,59 @@ class _WebOnlyRedirects(urllib.request.HTTPRedirectHandler):
     http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
 
 
-def _opener() -> urllib.request.OpenerDirector:
-    """urllib with http and https only: no ftp:, file: or data: handlers, redirects to http(s) only."""
+def _connect_to_public_address(address, timeout, source_address=None):
+    """socket.create_connection, refusing a peer that is not a public address. The check is on the
+    address actually connected to, so a DNS name that changes its answer between checks gains nothing."""
+    sock = socket.create_connection(address, timeout, source_address)
+    peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
+    if not peer.is_global:
+        sock.close()
+        raise FeedError(f"{address[0]} is a private address ({peer}); refused (feeds.block_private_addresses)")
+    return sock
+
+
+class _PublicHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _connect_to_public_address
+
+
+class _PublicHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._create_connection = _connect_to_public_address
+
+
+class _PublicHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        return self.do_open(_PublicHTTPConnection, req)
+
+
+class _PublicHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        return self.do_open(_PublicHTTPSConnection, req, context=self._context)
+
+
+def _opener(block_private_addresses: bool) -> urllib.request.OpenerDirector:
+    """urllib with http and https only: no ftp:, file: or data: handlers, redirects to http(s) only;
+    with `block_private_addresses`, connections to loopback, private and link-local addresses fail."""
+    web = ((_PublicHTTPHandler(), _PublicHTTPSHandler()) if block_private_addresses
+           else (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler()))
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
-                    urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(), _WebOnlyRedirects(),
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), *web,
+                    urllib.request.HTTPDefaultErrorHandler(), _WebOnlyRedirects(),
                     urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
 
 
 def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float = FETCH_TIMEOUT_SECONDS,
-          max_bytes: int = MAX_FEED_BYTES) -> Fetched:
+          max_bytes: int = MAX_FEED_BYTES, block_private_addresses: bool = False) -> Fetched:
     """GET the feed, sending the validators from the last poll; FeedError for anything but a usable answer.
+
+    Only http and https, redirects included. `block_private_addresses` (the feeds.block_private_addresses
+    setting) also refuses loopback, private and link-local addresses, for sites where whoever adds a
+    feed should not reach services inside the network (169.254.169.254, a database port).
 
     Reads at most `max_bytes` (a bigger feed is refused, never held in memory whole) and gives up after
     `timeout` seconds in all, however slowly the server trickles.
@@ -138,7 +179,8 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float =
         headers["If-Modified-Since"] = last_modified
     deadline = time.monotonic() + timeout
     try:
-        response = _opener().open(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = _opener(block_private_addresses).open(urllib.request.Request(url, headers=headers),
+                                                         timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 304:

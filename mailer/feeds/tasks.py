@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from flask import current_app
 from sqlalchemy import select
 
 from mailer import db
@@ -20,6 +21,7 @@ def poll_feeds(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
     the others go on. The database is not held while we wait on the network (SQLite writers would
     queue behind us)."""
     session = db.session
+    block_private_addresses = current_app.config["MAILER"]["feeds"]["block_private_addresses"]
     feeds = [(f.id, f.url, f.etag, f.last_modified) for f in session.scalars(select(Feed).order_by(Feed.id))]
     session.commit()
     reports = []
@@ -28,7 +30,7 @@ def poll_feeds(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
         error = ""
         try:
             fetched = operations.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout,
-                                       max_bytes=max_bytes)
+                                       max_bytes=max_bytes, block_private_addresses=block_private_addresses)
             if fetched.content is not None:
                 parsed = operations.parse(fetched)
         except FeedError as exc:
