@@ -113,8 +113,14 @@ class Config(Mapping[str, Mapping[str, Any]]):
         return self._values["site"]["base_url"].rstrip("/")
 
 
+# Settings whose values an error message must never show (errors end up in terminals and logs).
+SECRETS = {("mail.smtp", "password"), ("site", "secret_key")}
+
+
 def _coerce(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
     name = f"{section}.{key}"
+    if (section, key) in SECRETS and not isinstance(value, str):
+        raise ConfigError(f"{origin}: {name} must be a string (put it in quotes)")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -233,19 +239,32 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
 
 
 def secret_key(config: Config, var_dir: Path) -> str:
-    """The configured secret, or one generated once into var/secret_key and reused."""
+    """The configured secret, or one generated once into var/secret_key (mode 0600) and reused.
+
+    The file appears under its name only once the key is written in full, so a process starting at
+    the same moment never reads half a key; an empty file is an error, never an empty key (anyone
+    could sign links with it).
+    """
     configured = config["site"]["secret_key"]
     if configured:
         return configured
     path = var_dir / "secret_key"
-    if path.exists():
-        return path.read_text().strip()
-    var_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race; use its key
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key + "\n")
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        draft = var_dir / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48) + "\n")
+        try:
+            os.link(draft, path)  # atomic, and fails when another process got there first: we use its key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)  # whoever can read the key can sign links to anyone's preferences
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigError(f"{path} is empty: delete it to have a new key generated (links in mail "
+                          f"already sent stop working), or set site.secret_key")
     return key

@@ -260,3 +260,74 @@ def test_private_addresses_can_be_refused(runner, session, feed_server, database
 
     allowed = runner.invoke(["feeds", "poll"])  # the default: loopback is fine
     assert allowed.exit_code == 0 and "1 new" in allowed.output
+
+
+# ---- secrets -------------------------------------------------------------------------------------
+
+def _defaults():
+    from mailer import config as config_module
+
+    return config_module, config_module.load(path=None, environ={})
+
+
+def test_the_generated_secret_key_is_readable_by_its_owner_only(tmp_path):
+    config_module, config = _defaults()
+    key = config_module.secret_key(config, tmp_path / "var")
+    path = tmp_path / "var" / "secret_key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert len(key) >= 40 and config_module.secret_key(config, tmp_path / "var") == key
+
+
+def test_an_empty_secret_key_file_is_refused(tmp_path):
+    """An empty var/secret_key (a crash between creating and writing it, a full disk) signed every
+    link with the empty key, which anyone can reproduce: forged unsubscribe and preferences links."""
+    from mailer.errors import ConfigError
+
+    config_module, config = _defaults()
+    (tmp_path / "secret_key").write_text("\n")
+    with pytest.raises(ConfigError, match="secret_key is empty"):
+        config_module.secret_key(config, tmp_path)
+
+
+def test_a_secret_key_file_others_can_read_is_made_private(tmp_path):
+    """A key copied into place with `cp` is usually world-readable; whoever reads it can sign links."""
+    config_module, config = _defaults()
+    path = tmp_path / "secret_key"
+    path.write_text("k" * 64 + "\n")
+    path.chmod(0o644)
+    assert config_module.secret_key(config, tmp_path) == "k" * 64
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_process_never_reads_a_half_written_key(tmp_path, monkeypatch):
+    """Two processes starting at once (`mailer serve` and a worker): the loser of the race read the
+    file the winner had created but not yet written, and signed with an empty key. The key now
+    appears under its name only once it is complete."""
+    import os
+
+    config_module, config = _defaults()
+    seen = []
+    real_link = os.link
+
+    def link_and_peek(src, dst, *args, **kwargs):
+        seen.append(Path(src).read_text())  # what the file holds when it takes its final name
+        return real_link(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "link", link_and_peek)
+    key = config_module.secret_key(config, tmp_path)
+    assert seen == [key + "\n"]
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+@pytest.mark.parametrize("section, key", [("mail.smtp", "password"), ("site", "secret_key")])
+def test_a_config_error_never_prints_a_secret(tmp_path, section, key):
+    """`password = 12345678` in TOML is a number, and the error said so, printing the password."""
+    from mailer import config as config_module
+    from mailer.errors import ConfigError
+
+    path = tmp_path / "config.toml"
+    path.write_text(f"[{section}]\n{key} = 98765432123\n")
+    with pytest.raises(ConfigError) as error:
+        config_module.load(path=path, environ={})
+    assert f"{section}.{key} must be a string" in str(error.value)
+    assert "98765432123" not in str(error.value)
