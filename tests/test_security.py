@@ -331,3 +331,93 @@ def test_a_config_error_never_prints_a_secret(tmp_path, section, key):
         config_module.load(path=path, environ={})
     assert f"{section}.{key} must be a string" in str(error.value)
     assert "98765432123" not in str(error.value)
+
+
+# ---- hostile addresses -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/preferences/%FF%FE", "/preferences/%C0%AE%C0%AE/data", "/unsubscribe/%00", "/confirm/%ED%A0%80",
+    "/l/%FF", "/o/%FF", "/archive/%FF", "/archive/..%2F..%2Fetc%2Fpasswd", "/preferences/" + "A" * 50_000,
+    "/l/" + "eyJ" * 5000, "/confirm/a.b.c.d.e", "/preferences/%0d%0aSet-Cookie:%20x=1",
+])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_hostile_paths_get_a_4xx_page_and_change_nothing(client, session, path, method):
+    """Non-UTF-8 bytes, NUL, overlong UTF-8, CR/LF and absurd lengths in the token part of an address."""
+    from tests.test_bad_input import snapshot
+
+    before = snapshot(session)
+    response = client.open(path, method=method)
+    assert 400 <= response.status_code < 500, (path, response.status_code)
+    assert "Set-Cookie: x" not in str(response.headers) and "Location" not in response.headers
+    assert snapshot(session) == before
+
+
+# ---- script injection through article fields -----------------------------------------------------
+
+XSS = '"><script>alert(1)</script><img src=x onerror=alert(1)>'
+
+
+class _Markup:
+    """Every tag and attribute of an HTML document, as a browser's tokenizer sees them."""
+
+    def __init__(self, document: str):
+        from html.parser import HTMLParser
+
+        self.tags: list[str] = []
+        self.attributes: list[tuple[str, str]] = []
+        markup = self
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                markup.tags.append(tag)
+                markup.attributes.extend((name, value or "") for name, value in attrs)
+
+        Parser().feed(document)
+
+    def dangers(self) -> list:
+        urls = [v for n, v in self.attributes if n in ("href", "src", "action", "formaction")]
+        return ([t for t in self.tags if t in ("script", "iframe", "object", "embed", "base", "form", "svg")]
+                + [n for n, _ in self.attributes if n.startswith("on") or n == "srcdoc"]
+                + [u for u in urls if not u.startswith(("https://", "http://", "/", "mailto:"))])
+
+
+def test_hostile_article_fields_stay_text_in_mail_pages_and_feed(runner, client, session, config, deliver,
+                                                                 tmp_path):
+    """Titles, summaries, authors, action labels, image and action URLs from a file an editor was sent:
+    every one is text (or refused) in the digest mail, the archive pages and the Atom feed."""
+    factories.subscriber(session, "reader@example.org")
+    session.commit()
+    path = tmp_path / "hostile.md"
+    path.write_text(
+        "---\n"
+        f"title: '{XSS.replace(chr(39), chr(39) * 2)} title'\n"
+        f"summary: '{XSS.replace(chr(39), chr(39) * 2)} summary'\n"
+        f"author: '{XSS.replace(chr(39), chr(39) * 2)}'\n"
+        "image: 'https://img.example/x.png\"onerror=\"alert(1)'\n"
+        "url: 'https://blog.example/post?a=1&b=\"><script>alert(2)</script>'\n"
+        "topics: ['<b>bold</b>']\n"
+        "actions:\n"
+        f"  - {{label: '{XSS.replace(chr(39), chr(39) * 2)}', url: 'https://act.example/\"onmouseover=\"alert(1)'}}\n"
+        "  - {label: Run me, url: 'javascript:alert(1)'}\n"
+        "  - {label: Data me, url: 'data:text/html,<script>alert(1)</script>'}\n"
+        "---\n"
+        "Body <script>alert(3)</script> [x](javascript:alert(4)) <a href=\"data:text/html,x\">y</a>\n",
+        encoding="utf-8")
+    imported = runner.invoke(["articles", "import", str(path)])
+    assert imported.exit_code == 0, imported.output
+    assert "javascript:alert(1)" in imported.output and "data:text/html" in imported.output  # both refused
+    composed = runner.invoke(["digests", "compose", "--send-now"])
+    assert composed.exit_code == 0, composed.output
+    [digest] = deliver()
+    parts = check_message(digest, postal_address=config["site"]["postal_address"])
+
+    archive_index = client.get("/archive/").get_data(as_text=True)
+    slug = archive_index.split('href="/archive/', 1)[1].split('"', 1)[0]
+    web_version = client.get(f"/archive/{slug}").get_data(as_text=True)
+    for name, document in [("mail", parts["html"]), ("archive", archive_index), ("web version", web_version)]:
+        markup = _Markup(document)
+        assert markup.dangers() == [], name
+        assert "<script>alert(1)</script>" in document.replace("&lt;", "<").replace("&gt;", ">"), name
+    atom = ET.fromstring(client.get("/archive.atom").get_data())
+    assert not atom.findall(".//{http://www.w3.org/1999/xhtml}script")
+    assert "<script>" in atom.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title").text
