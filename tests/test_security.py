@@ -421,3 +421,78 @@ def test_hostile_article_fields_stay_text_in_mail_pages_and_feed(runner, client,
     atom = ET.fromstring(client.get("/archive.atom").get_data())
     assert not atom.findall(".//{http://www.w3.org/1999/xhtml}script")
     assert "<script>" in atom.find("{http://www.w3.org/2005/Atom}entry/{http://www.w3.org/2005/Atom}title").text
+
+
+# ---- resource exhaustion ---------------------------------------------------------------------------
+
+def test_deeply_nested_html_is_refused_before_it_costs_minutes(runner, session, feed_server):
+    """The HTML parser behind nh3 takes time quadratic in nesting: 100,000 nested <div> (500 KB) took
+    47 s, and a 10 MB feed of them would hold the poller (and SQLite's write lock) for hours. A body
+    with more than MAX_TAGS tags is refused; the other entries of the feed are stored."""
+    from mailer.articles.rendering import MAX_TAGS
+
+    nested = "&lt;div&gt;" * (MAX_TAGS * 10)
+    feed = ('<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+            f'<item><title>Bomb</title><link>https://blog.example/bomb</link><description>{nested}</description></item>'
+            '<item><title>Fine</title><link>https://blog.example/fine</link><description>Hello</description></item>'
+            '</channel></rss>').encode()
+    feed_server.routes["/rss"] = static(feed, content_type="application/rss+xml")
+    assert runner.invoke(["feeds", "add", feed_server.url("/rss")]).exit_code == 0
+    polled = runner.invoke(["feeds", "poll"])
+    assert polled.exit_code == 0, polled.output
+    assert "1 new" in polled.output and "1 entry(ies) skipped" in polled.output
+    assert f"more than {MAX_TAGS} HTML tags" in polled.output
+
+
+def test_a_markdown_file_of_nested_html_is_refused_in_one_line(runner, session, tmp_path):
+    from mailer.articles.rendering import MAX_TAGS
+
+    path = tmp_path / "bomb.md"
+    path.write_text("# Bomb\n\n" + "<blockquote>" * (MAX_TAGS + 1) + "\n", encoding="utf-8")
+    result = runner.invoke(["articles", "import", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and f"more than {MAX_TAGS} HTML tags" in result.output
+
+
+def test_a_feed_of_many_entries_stores_only_the_first_ones(runner, session, feed_server, monkeypatch):
+    """A 5 MB feed of 100,000 tiny entries was 100,000 upserts in one poll, holding SQLite's write lock
+    for minutes; real feeds carry tens of entries, newest first. (Here 5,000 entries and a limit of 50,
+    to keep the suite quick; the limit is MAX_ENTRIES_PER_POLL = 1000.)"""
+    from mailer.articles.models import Article
+    from mailer.feeds import operations as feed_operations
+    from tests.test_feeds import count
+
+    monkeypatch.setattr(feed_operations, "MAX_ENTRIES_PER_POLL", 50)
+    items = "".join(f"<item><title>t{i}</title><guid>https://blog.example/{i}</guid></item>" for i in range(5000))
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>{items}</channel></rss>'.encode()
+    feed_server.routes["/rss"] = static(feed, content_type="application/rss+xml")
+    assert runner.invoke(["feeds", "add", feed_server.url("/rss")]).exit_code == 0
+    polled = runner.invoke(["feeds", "poll"])
+    assert polled.exit_code == 0, polled.output
+    assert "50 new" in polled.output and "4950 older entries ignored" in polled.output
+    assert count(session, Article) == 50
+    assert session.scalar(select(Article.title).order_by(Article.id).limit(1)) == "t0"
+
+
+def test_a_100_mb_markdown_file_is_refused_in_one_line_without_reading_it(runner, session, tmp_path):
+    path = tmp_path / "huge.md"
+    with path.open("wb") as fh:
+        fh.truncate(100 * 1024 * 1024)  # sparse: no disk used, but 100 MB to stat() and to read()
+    result = runner.invoke(["articles", "import", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "larger than 10 MB" in result.output
+
+
+def test_a_csv_with_a_huge_field_is_refused_in_one_line(runner, session, tmp_path):
+    path = tmp_path / "huge.csv"
+    path.write_text("email,name\nreader@example.org," + "x" * 1_000_000 + "\n", encoding="utf-8")
+    result = runner.invoke(["subscribers", "import", str(path)])
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "line 2" in result.output
+
+
+def test_plain_text_of_a_tag_bomb_reads_only_its_start():
+    """Summaries and fallback titles come from plain_text, which runs before any entry is refused."""
+    from mailer.articles.rendering import MAX_TAGS, plain_text
+
+    assert plain_text("<p>Start</p>" + "<div>" * (MAX_TAGS * 2) + "tail") == "Start"

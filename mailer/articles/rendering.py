@@ -13,6 +13,8 @@ from urllib.parse import urljoin
 import nh3
 from markdown_it import MarkdownIt
 
+from mailer.errors import ArticleError
+
 ALLOWED_TAGS = {
     "p", "br", "hr", "a", "em", "strong", "b", "i", "u", "s", "del", "sub", "sup", "small", "mark",
     "code", "pre", "kbd", "blockquote", "q", "cite", "abbr",
@@ -35,6 +37,9 @@ URL_ATTRIBUTES = {"href", "src"}
 # terminal runs what follows it), BEL... Feeds deliver them through character references (`&#27;`)
 # that feedparser's lenient parser decodes; no title, summary or body needs one.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# The HTML parser behind nh3 takes time quadratic in the nesting of block elements (100,000 nested
+# <div> took 47 s): a body with more tags than any article has is refused before it is parsed.
+MAX_TAGS = 10_000
 # Tags removed together with everything inside them (the text of a script is not prose).
 DROPPED_WITH_CONTENT = {"script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math"}
 
@@ -60,8 +65,13 @@ def _web_urls_only(base_url: str | None):
 def sanitise_html(fragment: str, base_url: str | None = None) -> str:
     """Sanitised HTML: allowed tags and attributes only, links get rel="noopener noreferrer".
 
+    ArticleError when the fragment has more than MAX_TAGS tags.
+
     With `base_url` (the article's or feed's address) relative links are made absolute, else dropped.
     """
+    fragment = fragment or ""
+    if fragment.count("<") > MAX_TAGS:
+        raise ArticleError(f"the body has more than {MAX_TAGS} HTML tags; refused (is it an article?)")
     # The mail or page around the body has the one <h1>; a body's own becomes a section heading.
     fragment = re.sub(r"(?i)<(/?)h1\b", r"<\1h2", fragment or "")
     return nh3.clean(
@@ -82,7 +92,12 @@ def markdown_to_html(source: str, base_url: str | None = None) -> str:
 
 
 def plain_text(fragment: str) -> str:
-    """The text of an HTML fragment on one line: tags and dropped content removed, entities decoded."""
+    """The text of an HTML fragment on one line: tags and dropped content removed, entities decoded.
+
+    Of a fragment with more than MAX_TAGS tags only the start is read: the text becomes a summary or
+    a title, never the whole of anything.
+    """
+    fragment = _first_tags(fragment or "", MAX_TAGS)
     # A space for each block boundary, so "<p>a</p><p>b</p>" reads "a b", not "ab".
     spaced = re.sub(r"(?i)<(br|/p|/li|/h[1-6]|/blockquote|/div|/tr)\b[^>]*>", " \\g<0>", fragment or "")
     text = nh3.clean(spaced, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
@@ -92,6 +107,16 @@ def plain_text(fragment: str) -> str:
 def without_controls(text: str) -> str:
     """`text` with its control characters (see CONTROL_CHARACTERS) removed; tabs and line ends stay."""
     return CONTROL_CHARACTERS.sub("", text)
+
+
+def _first_tags(fragment: str, count: int) -> str:
+    """`fragment` up to (not including) its `count`+1-th "<"."""
+    position = -1
+    for _ in range(count + 1):
+        position = fragment.find("<", position + 1)
+        if position < 0:
+            return fragment
+    return fragment[:position]
 
 
 def shorten(text: str, limit: int) -> str:

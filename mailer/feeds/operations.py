@@ -33,6 +33,8 @@ from mailer.topics.models import Topic
 from mailer.topics.operations import ensure_topic, topic_for_label
 
 MAX_FEED_BYTES = 10 * 1024 * 1024
+# Real feeds carry tens of entries, newest first; 100,000 tiny ones would be 100,000 upserts in one poll.
+MAX_ENTRIES_PER_POLL = 1000
 FETCH_TIMEOUT_SECONDS = 30
 USER_AGENT = "mailer-feed-poller/0.1 (self-hosted newsletter)"
 ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.1"
@@ -62,6 +64,7 @@ class PollReport:
     updated: int = 0
     unchanged: int = 0
     duplicates: int = 0
+    ignored: int = 0  # entries beyond MAX_ENTRIES_PER_POLL
     is_not_modified: bool = False
     error: str = ""
     skipped: list[str] = field(default_factory=list)
@@ -82,6 +85,8 @@ class PollReport:
             text += f", {self.duplicates} repeated GUID(s) ignored"
         if self.skipped:
             text += f", {len(self.skipped)} entry(ies) skipped"
+        if self.ignored:
+            text += f", {self.ignored} older entries ignored (only the first {MAX_ENTRIES_PER_POLL} are read)"
         return text
 
 
@@ -304,7 +309,8 @@ def store_entries(session: Session, feed: Feed, fetched: Fetched, parsed: feedpa
     feed.last_modified = fetched.last_modified[:100]
     feed.title = feed.title or one_line(parsed.feed.get("title"), 500)
     seen: set[str] = set()
-    for position, entry in enumerate(parsed.entries, start=1):
+    report.ignored = max(0, len(parsed.entries) - MAX_ENTRIES_PER_POLL)
+    for position, entry in enumerate(parsed.entries[:MAX_ENTRIES_PER_POLL], start=1):
         guid = entry_guid(feed, entry)
         if guid in seen:
             report.duplicates += 1
