@@ -19,6 +19,7 @@ from mailer.digests.models import Click
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.operations import enqueue
 from mailer.topics.models import Topic
+from mailer.topics.operations import SLUG_RE
 from subscribers import copy, tokens
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression
 
@@ -70,6 +71,12 @@ def _config() -> Config:
     return current_app.config["MAILER"]
 
 
+def _printable(text: str) -> str:
+    # Request headers and hidden fields are the sender's to choose: PostgreSQL refuses NUL in text,
+    # and an ESC would reach the terminal of whoever reads the consent history.
+    return "".join(c for c in text if unicodedata.category(c) != "Cc")
+
+
 def _record(subscriber: Subscriber, action: ConsentAction, meta: RequestMeta, *, consent_text: str = "",
             detail: str = "") -> ConsentEvent:
     event = ConsentEvent(
@@ -77,9 +84,9 @@ def _record(subscriber: Subscriber, action: ConsentAction, meta: RequestMeta, *,
         consent_text=consent_text,
         privacy_policy_version=_config()["site"]["privacy_policy_version"],
         source=meta.source,
-        form_id=meta.form_id[:50],
-        ip_address=meta.ip_address[:45],
-        user_agent=meta.user_agent[:500],
+        form_id=_printable(meta.form_id)[:50],
+        ip_address=_printable(meta.ip_address)[:45],
+        user_agent=_printable(meta.user_agent)[:500],
         detail=detail,
         occurred_at=clock.now(),
     )
@@ -90,6 +97,9 @@ def _record(subscriber: Subscriber, action: ConsentAction, meta: RequestMeta, *,
 def _topics(session: Session, slugs: list[str]) -> list[Topic]:
     if not slugs:
         return []
+    malformed = sorted(_printable(slug) for slug in slugs if not SLUG_RE.fullmatch(slug))
+    if malformed:  # never a topic, and NUL in a query parameter is an error on PostgreSQL
+        raise SubscriberError(f"Unknown topic: {', '.join(malformed)}")
     found = list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.slug)))
     unknown = set(slugs) - {t.slug for t in found}
     if unknown:

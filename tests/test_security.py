@@ -496,3 +496,39 @@ def test_plain_text_of_a_tag_bomb_reads_only_its_start():
     from mailer.articles.rendering import MAX_TAGS, plain_text
 
     assert plain_text("<p>Start</p>" + "<div>" * (MAX_TAGS * 2) + "tail") == "Start"
+
+
+# ---- NUL and control characters in form fields and request headers ------------------------------
+
+@pytest.mark.parametrize("field, value, header", [
+    ("topics", "ukr\x00aine", None),
+    ("form_id", "subscribe\x00", None),
+    ("name", "Robin\x00", None),
+    ("email", "reader\x00@example.org", None),
+    (None, None, "Mozilla\x00\x1b[2J"),
+])
+def test_nul_in_a_signup_is_a_4xx_or_stored_clean_never_a_500(client, session, field, value, header):
+    """PostgreSQL refuses NUL in text: a %00 in a form field or a User-Agent header was a 500 there."""
+    from subscribers.models import ConsentEvent
+    from tests.test_bad_input import signup_form
+
+    factories.topic(session, "ukraine")
+    session.commit()
+    form = signup_form(client, **({field: value} if field else {}))
+    response = client.post("/subscribe", data=form, headers={"User-Agent": header} if header else {})
+    assert response.status_code in (302, 400), response.status_code
+    session.remove()
+    for event in session.scalars(select(ConsentEvent)):
+        assert not _has_controls(event.user_agent + event.form_id + event.detail)
+
+
+def test_nul_in_a_topic_on_the_preferences_page_is_a_4xx(client, session):
+    from tests.test_bad_input import csrf_token
+
+    subscriber = factories.subscriber(session, "reader@example.org", topics=["ukraine"])
+    session.commit()
+    path = f"/preferences/{tokens.manage_token(subscriber.id, subscriber.token_version)}"
+    response = client.post(path, data={"csrf_token": csrf_token(client, path), "topics": ["ukr\x00aine"],
+                                       "action": "save"})
+    assert response.status_code == 400
+    assert "Unknown topic" in page_text(response)
