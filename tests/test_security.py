@@ -337,7 +337,7 @@ def test_a_config_error_never_prints_a_secret(tmp_path, section, key):
 
 @pytest.mark.parametrize("path", [
     "/preferences/%FF%FE", "/preferences/%C0%AE%C0%AE/data", "/unsubscribe/%00", "/confirm/%ED%A0%80",
-    "/l/%FF", "/o/%FF", "/archive/%FF", "/archive/..%2F..%2Fetc%2Fpasswd", "/preferences/" + "A" * 50_000,
+    "/l/%FF", "/o/%FF", "/archive/%FF", "/archive/%00", "/archive/x%00y", "/archive/..%2F..%2Fetc%2Fpasswd", "/preferences/" + "A" * 50_000,
     "/l/" + "eyJ" * 5000, "/confirm/a.b.c.d.e", "/preferences/%0d%0aSet-Cookie:%20x=1",
 ])
 @pytest.mark.parametrize("method", ["GET", "POST"])

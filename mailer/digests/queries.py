@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import datetime
 
@@ -12,6 +13,9 @@ from mailer.articles.models import Article
 from mailer.digests.models import Link, Send, SendArticle, SendKind
 from mailer.outbox.models import OutboxMessage
 from subscribers.models import Subscriber, SubscriberState, Suppression
+
+# What operations.slugify makes: lower-case ASCII letters, digits and hyphens.
+_SLUG = re.compile(r"[a-z0-9-]+")
 
 
 def new_articles(session: Session, now: datetime) -> list[Article]:
@@ -74,6 +78,10 @@ def archived_sends(session: Session, limit: int | None = None) -> list[Send]:
 
 
 def archived_send(session: Session, slug: str) -> Send | None:
+    """The sent digest at /archive/<slug>, or None (also for a slug no digest could have, such as one
+    holding NUL, which PostgreSQL refuses even to compare)."""
+    if not _SLUG.fullmatch(slug):
+        return None
     return session.scalar(select(Send).where(Send.slug == slug, Send.queued_at.is_not(None)))
 
 
