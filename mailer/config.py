@@ -234,6 +234,10 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
             limits.parse_many(rate_limit)
         except ValueError:
             raise ConfigError(f"signup.rate_limit must be a rate like '20 per hour', not {rate_limit!r}") from None
+    for key in ("username", "password"):
+        if not values["mail.smtp"][key].isascii():
+            # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).
+            raise ConfigError(f"mail.smtp.{key} must be ASCII: Python's smtplib cannot send other characters")
     if values["dkim"]["selector"] and not (values["dkim"]["domain"] and values["dkim"]["private_key_file"]):
         raise ConfigError("dkim.selector is set: dkim.domain and dkim.private_key_file are needed too")
 

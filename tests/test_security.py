@@ -532,3 +532,15 @@ def test_nul_in_a_topic_on_the_preferences_page_is_a_4xx(client, session):
                                        "action": "save"})
     assert response.status_code == 400
     assert "Unknown topic" in page_text(response)
+
+
+def test_a_non_ascii_smtp_password_is_a_config_error_that_does_not_show_it():
+    """smtplib encodes AUTH as ASCII: a password like "pässwörd" raised UnicodeEncodeError inside every
+    delivery pass (a traceback in the log, the queue stuck). Start-up now says so, without the value."""
+    from mailer import config as config_module
+    from mailer.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        config_module.load(path=None, environ={"MAILER_MAIL_SMTP_PASSWORD": "pässwörd"})
+    assert "mail.smtp.password" in str(error.value) and "ASCII" in str(error.value)
+    assert "pässwörd" not in str(error.value) and "ä" not in str(error.value)
