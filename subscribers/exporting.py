@@ -23,7 +23,7 @@ def write_csv(out: TextIO) -> int:
     count = 0
     for subscriber in queries.every_subscriber():
         writer.writerow([
-            subscriber.email,
+            defused(subscriber.email),  # "=1+2@example.org" is a valid address: a formula to a spreadsheet
             defused(subscriber.name),
             subscriber.state.value + (" (paused)" if subscriber.is_paused else ""),
             ";".join(t.slug for t in subscriber.topics),

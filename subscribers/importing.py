@@ -117,16 +117,18 @@ def read_rows(path: Path, default_topics: list[str], known_topics: set[str]) -> 
 
 
 def _check(line: int, record: dict[str, str], default_topics: list[str], known_topics: set[str]) -> Row:
-    email = operations.normalise_email(record.get(EMAIL, ""))
-    name = record.get(NAME, "").strip()
-    if name.startswith("'") and name[1:2] and name[1] in FORMULA_STARTS:
-        name = name[1:]
-    name = operations.clean_name(name)
+    email = operations.normalise_email(_undefused(record.get(EMAIL, "").strip()))
+    name = operations.clean_name(_undefused(record.get(NAME, "").strip()))
     slugs = [s.strip() for s in record.get(TOPICS, "").split(";") if s.strip()]
     unknown = sorted(set(slugs) - known_topics)
     if unknown:
         raise SubscriberError(f"Unknown topic: {', '.join(unknown)}")
     return Row(line, email, name, sorted(set(slugs) | set(default_topics)))
+
+
+def _undefused(cell: str) -> str:
+    """A cell as it was before export defused it: the quote in front of a formula start comes off."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] and cell[1] in FORMULA_STARTS else cell
 
 
 def _shown(raw: str) -> str:

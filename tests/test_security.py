@@ -544,3 +544,27 @@ def test_a_non_ascii_smtp_password_is_a_config_error_that_does_not_show_it():
         config_module.load(path=None, environ={"MAILER_MAIL_SMTP_PASSWORD": "pässwörd"})
     assert "mail.smtp.password" in str(error.value) and "ASCII" in str(error.value)
     assert "pässwörd" not in str(error.value) and "ä" not in str(error.value)
+
+
+def test_an_address_that_is_a_formula_is_exported_as_text_and_reimported_as_itself(runner, client, session,
+                                                                                   tmp_path):
+    """`=cmd|'/C...'!A0@example.org` is a valid address anyone can sign up with, and the export wrote it
+    raw: a spreadsheet opening the export would run it (names were already defused, addresses not)."""
+    import csv
+
+    from tests.test_bad_input import signup_form
+
+    address = "=cmd|'/Ccalc'!A0@example.org"
+    assert client.post("/subscribe", data=signup_form(client, email=address)).status_code == 302
+    path = tmp_path / "out.csv"
+    assert runner.invoke(["subscribers", "export", str(path)]).exit_code == 0
+    [row] = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+    assert row["email"] == "'" + address
+
+    session.remove()
+    for subscriber in session.scalars(select(Subscriber)):
+        session.delete(subscriber)
+    session.commit()
+    result = runner.invoke(["subscribers", "import", str(path), "--confirmed"])
+    assert result.stdout.strip() == "imported 1, skipped 0, errors 0", result.output
+    assert session.scalar(select(Subscriber.email)) == address
