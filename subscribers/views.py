@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from flask import Response, current_app, redirect, render_template, request, url_for
@@ -87,9 +88,9 @@ def thanks():
 
 
 def confirm(token: str):
-    subscriber_id, email = tokens.read_confirm(token)
+    subscriber_id, digest = tokens.read_confirm(token)
     subscriber = queries.subscriber_for_token(subscriber_id)
-    if subscriber.email != email:
+    if not hmac.compare_digest(tokens.address_digest(subscriber.email), digest):
         raise InvalidToken("This link is not valid.")
     form = forms.ConfirmForm()
     if request.method == "POST":

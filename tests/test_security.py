@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from subscribers import operations as subscriber_operations
 from subscribers import tokens
-from subscribers.models import Subscriber
+from subscribers.models import Subscriber, SubscriberState
 from tests import factories
 from tests.contract import check_message
 from tests.test_bad_input import page_text
@@ -568,3 +568,33 @@ def test_an_address_that_is_a_formula_is_exported_as_text_and_reimported_as_itse
     result = runner.invoke(["subscribers", "import", str(path), "--confirmed"])
     assert result.stdout.strip() == "imported 1, skipped 0, errors 0", result.output
     assert session.scalar(select(Subscriber.email)) == address
+
+
+def test_the_confirmation_link_does_not_carry_the_address(client, session, deliver):
+    """A signed token is readable by anyone (base64 JSON): the confirm link carried the address in
+    clear, into proxy and link-scanner logs and browser history. It now carries a keyed digest."""
+    import base64
+    import re
+
+    from tests.test_bad_input import csrf_token, signup_form
+
+    assert client.post("/subscribe", data=signup_form(client, email="reader@example.org")).status_code == 302
+    [confirmation] = deliver()
+    token = re.search(r"/confirm/([\w.-]+)", confirmation.get_body(("plain",)).get_content()).group(1)
+    payload = token.split(".")[0]
+    decoded = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    assert b"reader" not in decoded and b"example.org" not in decoded
+    path = f"/confirm/{token}"
+    assert client.post(path, data={"csrf_token": csrf_token(client, path)}).status_code == 200
+    session.remove()
+    assert session.scalar(select(Subscriber.state)).value == "confirmed"
+
+
+def test_a_confirm_link_for_an_address_that_changed_hands_is_refused(client, session):
+    """The link binds the address: if the subscriber row now holds another address, it does not confirm."""
+    subscriber = factories.subscriber(session, "old@example.org", state=SubscriberState.pending)
+    token = tokens.confirm_token(subscriber.id, subscriber.email)
+    subscriber.email = "new@example.org"
+    session.commit()
+    response = client.get(f"/confirm/{token}")
+    assert response.status_code == 400
