@@ -598,3 +598,32 @@ def test_a_confirm_link_for_an_address_that_changed_hands_is_refused(client, ses
     session.commit()
     response = client.get(f"/confirm/{token}")
     assert response.status_code == 400
+
+
+def test_a_feed_feedparser_chokes_on_is_reported_and_the_other_feeds_are_polled(runner, session, feed_server):
+    """`&#xD800;` (a lone surrogate) made feedparser itself raise UnicodeEncodeError, which escaped the
+    poll: one hostile feed stopped every feed from being polled."""
+    bad = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item><title>a&#xD800;b'
+           b'</title><link>https://blog.example/a</link></item></channel></rss>')
+    feed_server.routes["/bad"] = static(bad, content_type="application/rss+xml")
+    feed_server.routes["/good"] = static(HOSTILE_RSS, content_type="application/rss+xml")
+    for path in ("/bad", "/good"):
+        assert runner.invoke(["feeds", "add", feed_server.url(path)]).exit_code == 0
+    polled = runner.invoke(["feeds", "poll"])
+    assert polled.exit_code == 0, polled.output
+    assert "/bad: failed: not an RSS or Atom feed" in polled.output
+    assert "/good: 1 new" in polled.output
+
+
+def test_lone_surrogates_and_noncharacters_in_front_matter_are_dropped(runner, client, session, tmp_path):
+    """YAML spells "\\ud800" and "\\uFFFE": the first cannot be encoded as UTF-8 at all (the import died
+    with a traceback), the second is not allowed in XML (the Atom feed)."""
+    path = tmp_path / "odd.md"
+    path.write_text('---\ntitle: "Odd\\ud800 title\\uFFFE"\nauthor: "A\\udfff"\n'
+                    'actions:\n  - {label: "Sign\\ud800", url: "https://act.example/\\ud800"}\n---\nBody.\n',
+                    encoding="utf-8")
+    result = runner.invoke(["articles", "import", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "skipped an action" in result.output  # the URL with a surrogate in it
+    listed = runner.invoke(["articles", "list", "--json"])
+    assert listed.exit_code == 0 and '"title": "Odd title"' in listed.output

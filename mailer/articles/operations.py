@@ -67,7 +67,7 @@ def web_url(url: str, what: str) -> str:
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise ArticleError(f"{what} must be an http or https address, not {shown!r}")
-    if re.search(r"[\s\x00-\x1f\x7f]", url):
+    if re.search(r"[\s\x00-\x1f\x7f]", url) or not url.isprintable():
         raise ArticleError(f"{what} must not contain spaces or control characters: {shown!r}")
     if len(url) > MAX_URL:
         raise ArticleError(f"{what} is longer than {MAX_URL} characters")

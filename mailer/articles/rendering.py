@@ -35,8 +35,10 @@ URL_SCHEMES = {"http", "https", "mailto"}
 URL_ATTRIBUTES = {"href", "src"}
 # C0 and C1 control characters but tab and line ends: NUL (PostgreSQL refuses it in text), ESC (a
 # terminal runs what follows it), BEL... Feeds deliver them through character references (`&#27;`)
-# that feedparser's lenient parser decodes; no title, summary or body needs one.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# that feedparser's lenient parser decodes; no title, summary or body needs one. Also lone surrogates
+# (YAML's "\ud800": no UTF-8 for them, so no database or mail can hold them) and U+FFFE/U+FFFF
+# (not allowed in XML, so not in the Atom feed).
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 # The HTML parser behind nh3 takes time quadratic in the nesting of block elements (100,000 nested
 # <div> took 47 s): a body with more tags than any article has is refused before it is parsed.
 MAX_TAGS = 10_000

@@ -225,8 +225,11 @@ def fetch(url: str, *, etag: str = "", last_modified: str = "", timeout: float =
 def parse(fetched: Fetched) -> feedparser.FeedParserDict:
     """The feed's entries (feedparser); FeedError when the document is not RSS or Atom."""
     # A stream, not bytes: feedparser treats bytes that look like a path or URL as one and opens it.
-    parsed = feedparser.parse(io.BytesIO(fetched.content or b""), response_headers={
-        "content-location": fetched.url, "content-type": fetched.content_type or "application/xml"})
+    try:
+        parsed = feedparser.parse(io.BytesIO(fetched.content or b""), response_headers={
+            "content-location": fetched.url, "content-type": fetched.content_type or "application/xml"})
+    except Exception as exc:  # feedparser's own bugs on hostile input (`&#xD800;` raises UnicodeEncodeError)
+        raise FeedError(f"not an RSS or Atom feed (the parser failed: {exc.__class__.__name__})") from None
     if not parsed.get("version"):
         reason = parsed.get("bozo_exception")
         raise FeedError("not an RSS or Atom feed" + (f" ({one_line(str(reason), 200)})" if reason else ""))
