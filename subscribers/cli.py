@@ -39,13 +39,16 @@ def show(email, as_json):
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     console.print(f"[bold]{data['email']}[/bold]  state: {data['state']}"
                   f"{' (paused)' if data['is_paused'] else ''}  topics: {', '.join(data['topics']) or 'all'}")
     table = Table("time", "action", "policy version", "source", "detail")
     for e in data["consent_history"]:
-        table.add_row(e["occurred_at"], e["action"], e["privacy_policy_version"], e["source"] or "", e["detail"])
+        # Text, not markup: a detail names a list's file, and "[red]" in a file name is not a style.
+        table.add_row(*(Text(value) for value in (e["occurred_at"], e["action"], e["privacy_policy_version"],
+                                                  e["source"] or "", e["detail"])))
     console.print(table)
 
 

@@ -627,3 +627,14 @@ def test_lone_surrogates_and_noncharacters_in_front_matter_are_dropped(runner, c
     assert "skipped an action" in result.output  # the URL with a surrogate in it
     listed = runner.invoke(["articles", "list", "--json"])
     assert listed.exit_code == 0 and '"title": "Odd title"' in listed.output
+
+
+def test_a_list_file_named_like_rich_markup_shows_as_typed(runner, session, tmp_path):
+    """`subscribers show` prints the consent history with rich, which read "[red]" in a list's file
+    name (kept in the `imported` consent event) as markup and swallowed it."""
+    path = tmp_path / "[red]list.csv"
+    path.write_text("email\nreader@example.org\n", encoding="utf-8")
+    assert runner.invoke(["subscribers", "import", str(path), "--confirmed"]).exit_code == 0
+    result = runner.invoke(["subscribers", "show", "reader@example.org"])
+    assert result.exit_code == 0, result.output
+    assert "[red]list.csv" in result.output
