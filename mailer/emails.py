@@ -94,7 +94,9 @@ def sender_domain(config: Config) -> str:
 def list_id(config: Config) -> str:
     """List-Id (RFC 2919): the site name and a stable identifier under the sender's domain."""
     name = _single_line(config.site_name.replace('"', ""))
-    return f'"{name}" <updates.{sender_domain(config)}>'
+    # Quoted when ASCII; otherwise bare, so it is encoded (RFC 2047) as a phrase, not with its quotes.
+    phrase = f'"{name}"' if name.isascii() else name
+    return f"{phrase} <updates.{sender_domain(config)}>"
 
 
 def make_message_id(config: Config) -> str:

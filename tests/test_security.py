@@ -638,3 +638,21 @@ def test_a_list_file_named_like_rich_markup_shows_as_typed(runner, session, tmp_
     result = runner.invoke(["subscribers", "show", "reader@example.org"])
     assert result.exit_code == 0, result.output
     assert "[red]list.csv" in result.output
+
+
+def test_a_non_ascii_site_name_reads_right_in_from_and_list_id():
+    """The List-Id quoted the name before encoding it, so mail clients showed the quotes as part of it."""
+    import email as email_package
+    import email.policy
+
+    from mailer import config as config_module
+    from mailer import emails
+
+    config = config_module.load(path=None, environ={}, overrides={"site": {"name": "Société Générale"}})
+    rendered = emails.Rendered(subject="Ça va", text="t", html="<p>h</p>")
+    message = emails.build(config, to="reader@example.org", to_name="Zoë", rendered=rendered,
+                           unsubscribe_url="https://news.example.org/unsubscribe/t")
+    parsed = email_package.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert str(parsed["List-Id"]) == "Société Générale <updates.localhost>"
+    assert str(parsed["From"]) == "Société Générale <updates@localhost>"
+    assert str(parsed["To"]) == "Zoë <reader@example.org>" and str(parsed["Subject"]) == "Ça va"
