@@ -54,7 +54,8 @@ session = scoped_session(sessionmaker(expire_on_commit=False))
 def make_engine(url: str) -> Engine:
     """Create the engine; on SQLite turn on WAL, foreign keys and a busy timeout for the worker thread."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        # A folder we create for the database is its owner's only: it holds every subscriber's address.
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 

@@ -656,3 +656,15 @@ def test_a_non_ascii_site_name_reads_right_in_from_and_list_id():
     assert str(parsed["List-Id"]) == "Société Générale <updates.localhost>"
     assert str(parsed["From"]) == "Société Générale <updates@localhost>"
     assert str(parsed["To"]) == "Zoë <reader@example.org>" and str(parsed["Subject"]) == "Ça va"
+
+
+def test_the_folders_we_create_for_data_and_the_key_are_private(tmp_path):
+    """var/ holds the SQLite database (every address, IP and user agent) and the secret key."""
+    from mailer import db as db_module
+
+    config_module, config = _defaults()
+    config_module.secret_key(config, tmp_path / "keys")
+    engine = db_module.make_engine(f"sqlite:///{tmp_path / 'data' / 'mailer.db'}")
+    engine.dispose()
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
