@@ -45,7 +45,9 @@ class Subscriber(Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     state: Mapped[SubscriberState] = mapped_column(_enum(SubscriberState), default=SubscriberState.pending)
     is_paused: Mapped[bool] = mapped_column(default=False)
-    # Bumped on unsubscribe/erase so old preference and unsubscribe links stop working for new consent.
+    # Manage links carry it and work while it matches: bumping it revokes every preference and
+    # unsubscribe link sent so far. Unsubscribing does not bump it (a repeated one-click POST must still
+    # answer 200); erasing deletes the row, and ids are never reused.
     token_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     confirmed_at: Mapped[datetime | None]
