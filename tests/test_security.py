@@ -668,3 +668,26 @@ def test_the_folders_we_create_for_data_and_the_key_are_private(tmp_path):
     engine.dispose()
     assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
+def test_xml_entity_tricks_in_a_feed_read_no_file_and_expand_nothing(runner, session, feed_server):
+    """An external entity naming /etc/passwd (XXE) and nested entities a billion "lol"s long: feedparser
+    on expat 2.5 reads no file and refuses the amplification; this keeps it that way."""
+    from mailer.articles.models import Article
+
+    xxe = (b'<?xml version="1.0"?><!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+           b'<rss version="2.0"><channel><title>t</title><item><title>Leak &xxe;</title>'
+           b'<link>https://blog.example/xxe</link><description>&xxe;</description></item></channel></rss>')
+    entities = '<!ENTITY lol "lol">' + "".join(
+        f'<!ENTITY lol{i} "{("&lol%s;" % (i - 1 if i > 1 else "")) * 10}">' for i in range(1, 10))
+    laughs = (f'<?xml version="1.0"?><!DOCTYPE rss [{entities}]><rss version="2.0"><channel><title>t</title>'
+              '<item><title>Laugh &lol9;</title><link>https://blog.example/lol</link></item></channel></rss>').encode()
+    feed_server.routes["/xxe"] = static(xxe, content_type="application/rss+xml")
+    feed_server.routes["/lol"] = static(laughs, content_type="application/rss+xml")
+    for path in ("/xxe", "/lol"):
+        assert runner.invoke(["feeds", "add", feed_server.url(path)]).exit_code == 0
+    runner.invoke(["feeds", "poll"])
+    session.remove()
+    for article in session.scalars(select(Article)):
+        assert "root:" not in article.title + article.summary + article.body_source
+        assert len(article.title) < 100 and "lollollol" not in article.body_source
