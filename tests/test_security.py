@@ -691,3 +691,27 @@ def test_xml_entity_tricks_in_a_feed_read_no_file_and_expand_nothing(runner, ses
     for article in session.scalars(select(Article)):
         assert "root:" not in article.title + article.summary + article.body_source
         assert len(article.title) < 100 and "lollollol" not in article.body_source
+
+
+@pytest.mark.parametrize("made_for, used_on", [
+    ("link", "/confirm/{}"), ("link", "/preferences/{}"), ("link", "/unsubscribe/{}"),
+    ("manage", "/confirm/{}"), ("manage", "/l/{}"), ("manage", "/o/{}"),
+    ("confirm", "/l/{}"), ("confirm", "/preferences/{}/data"), ("confirm", "/preferences/{}/erase"),
+])
+def test_a_token_opens_only_the_door_it_was_made_for(client, session, made_for, used_on):
+    """Tokens are salted per purpose: the ids inside a click token ([send, subscriber, link]) or a
+    manage token ({s, v}) must not pass as another kind, even where the shapes could be read alike."""
+    from mailer.links import tokens as link_tokens
+    from tests.test_bad_input import snapshot
+
+    subscriber = factories.subscriber(session, "reader@example.org", state=SubscriberState.pending)
+    session.commit()
+    token = {"link": link_tokens.make(1, 1, subscriber.id),
+             "manage": tokens.manage_token(subscriber.id, subscriber.token_version),
+             "confirm": tokens.confirm_token(subscriber.id, subscriber.email)}[made_for]
+    before = snapshot(session)
+    for method in ("GET", "POST"):
+        response = client.open(used_on.format(token), method=method, data={"List-Unsubscribe": "One-Click"})
+        assert response.status_code in (400, 405), (method, response.status_code)
+        assert "reader@example.org" not in response.get_data(as_text=True)
+    assert snapshot(session) == before
