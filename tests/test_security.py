@@ -715,3 +715,22 @@ def test_a_token_opens_only_the_door_it_was_made_for(client, session, made_for, 
         assert response.status_code in (400, 405), (method, response.status_code)
         assert "reader@example.org" not in response.get_data(as_text=True)
     assert snapshot(session) == before
+
+
+def test_a_folder_import_does_not_follow_links_out_of_the_folder(runner, session, tmp_path):
+    """A folder of posts someone sent (an unpacked zip) may hold `leak.md -> ~/app/var/secret_key`:
+    the key's one line became an article title, and the next digest's Subject to every subscriber."""
+    from mailer.articles.models import Article
+
+    posts = tmp_path / "posts"
+    posts.mkdir()
+    (posts / "real.md").write_text("# A real post\n\nText.\n", encoding="utf-8")
+    (tmp_path / "secret_key").write_text("s3cr3t-signing-key\n", encoding="utf-8")
+    (posts / "leak.md").symlink_to(tmp_path / "secret_key")
+    (posts / "inside.md").symlink_to(posts / "real.md")  # a link within the folder is fine
+    result = runner.invoke(["articles", "import", str(posts)])
+    assert result.exit_code == 2
+    assert "leak.md: a link to a file outside" in result.output
+    session.remove()
+    titles = list(session.scalars(select(Article.title)))
+    assert titles == ["A real post"] and "s3cr3t" not in result.output

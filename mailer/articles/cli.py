@@ -28,9 +28,11 @@ def import_(paths):
     status is then 2.
     """
     failed = seen = 0
-    for path in importer.article_files(paths):
+    for path, refusal in importer.article_files(paths):
         seen += 1
         try:
+            if refusal:
+                raise ArticleError(f"{path}: {refusal}")
             upserted, warnings = importer.import_file(db.session, path)
             db.session.commit()
         except MailerError as exc:

@@ -62,13 +62,19 @@ class ArticleFile:
         return self.url or f"file:{slugify(self.title)}"
 
 
-def article_files(paths: Iterable[Path]) -> Iterator[Path]:
-    """The files to import: each path as given; a folder stands for its Markdown and text files (sorted)."""
+def article_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str]]:
+    """The files to import, each with why it must not be ("" when it may): each path as given; a folder
+    stands for its Markdown and text files (sorted), but not for a link to a file outside it (a folder
+    someone sent may link `post.md` to a key or a password file, whose text would go out as an article).
+    """
     for path in paths:
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES)
-        else:
-            yield path
+        if not path.is_dir():
+            yield path, ""
+            continue
+        folder = path.resolve()
+        for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES):
+            inside = file.resolve().is_relative_to(folder)
+            yield file, "" if inside else f"a link to a file outside {path}; import that file by its own name"
 
 
 def read_text(path: Path) -> str:
