@@ -734,3 +734,12 @@ def test_a_folder_import_does_not_follow_links_out_of_the_folder(runner, session
     session.remove()
     titles = list(session.scalars(select(Article.title)))
     assert titles == ["A real post"] and "s3cr3t" not in result.output
+
+
+@pytest.mark.parametrize("verp_token", ["9" * 5000 + "-0123456789", "١٢-0123456789", "-", "12-", "x-1"])
+def test_a_hostile_bounce_address_names_no_outbox_row(verp_token):
+    """Bounce addresses come from the internet. 5,000 digits made int() raise ValueError (Python's
+    limit on digits); Arabic-Indic digits pass isdigit() but name no row."""
+    from mailer.outbox import verp
+
+    assert verp.outbox_id(verp_token, "secret") is None

@@ -23,7 +23,9 @@ def token(outbox_id: int, secret: str) -> str:
 def outbox_id(verp_token: str, secret: str) -> int | None:
     """The outbox row a VERP token names, or None when it was not made with our secret."""
     number, _, mac = verp_token.lower().partition("-")
-    if not number.isdigit() or not hmac.compare_digest(mac, _mac(int(number), secret)):
+    # ASCII digits only, and no more than a row id can have: bounce addresses come from the internet,
+    # and int() refuses (ValueError) a string of over 4,300 digits.
+    if not (number.isascii() and number.isdigit() and len(number) <= 19) or not hmac.compare_digest(mac, _mac(int(number), secret)):
         return None
     return int(number)
 
