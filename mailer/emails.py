@@ -79,12 +79,17 @@ def render(template: str, config: Config, **context) -> Rendered:
     """Render templates/emails/<name>.txt and .html; the subject is the txt's first `Subject:` line."""
     env = environment()
     context = {**site_context(config), **context}
-    text = env.get_template(f"{template}.txt").render(**context)
+    text_template = env.get_template(f"{template}.txt")
+    text = text_template.render(**context)
     html = inline_css(env.get_template(f"{template}.html").render(**context))
-    subject, _, body = text.partition("\n")
-    if not subject.startswith("Subject: "):
+    # The subject block rendered on its own: cutting the text at its first line break would let a line
+    # break inside a value (an article title) end the subject and spill the rest into the body.
+    subject_context = text_template.new_context(context)
+    subject = "".join(subject_context.blocks["subject"][0](subject_context))
+    if not text.startswith(f"Subject: {subject}"):
         raise ValueError(f"templates/emails/{template}.txt must start with a 'Subject: ' line")
-    return Rendered(subject=" ".join(subject.removeprefix("Subject: ").split()), text=body.lstrip("\n"), html=html)
+    body = text[len(f"Subject: {subject}"):]
+    return Rendered(subject=_single_line(subject), text=body.lstrip("\n"), html=html)
 
 
 def sender_domain(config: Config) -> str:

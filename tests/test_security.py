@@ -743,3 +743,21 @@ def test_a_hostile_bounce_address_names_no_outbox_row(verp_token):
     from mailer.outbox import verp
 
     assert verp.outbox_id(verp_token, "secret") is None
+
+
+def test_a_long_non_ascii_title_makes_a_short_subject_in_well_folded_lines(runner, session, config, deliver):
+    """450 characters of Cyrillic (and a CR/LF an editor pasted in) as the lead title."""
+    title = "Правозащитники сообщают\r\nBcc: everyone@example.org " + "ж" * 400
+    factories.subscriber(session, "reader@example.org")
+    factories.article(session, slug="long", title=title, canonical_url="https://blog.example/long")
+    session.commit()
+    assert runner.invoke(["digests", "compose", "--send-now"]).exit_code == 0
+    [digest] = deliver()
+    check_message(digest, postal_address=config["site"]["postal_address"])
+    subject = str(digest["Subject"])
+    assert subject.startswith("Accidentally Alex update: Правозащитники сообщают Bcc:")
+    assert len(subject) <= 200 and subject.endswith("…")
+    assert digest["Bcc"] is None and "\n" not in subject
+    [raw] = (Path(config["mail"]["maildir"]) / "new").iterdir()
+    head = raw.read_bytes().split(b"\n\n")[0]
+    assert max(len(line) for line in head.split(b"\n")) <= 78 and head.isascii()
