@@ -117,12 +117,18 @@ def _replies_today(session: Session, subscriber: Subscriber) -> int:
         )) or 0
 
 
-def queue_mail(session: Session, subscriber: Subscriber, kind: str, template: str, **context) -> OutboxMessage:
-    """Render a lifecycle mail for one subscriber and put it in the outbox."""
+def queue_mail(session: Session, subscriber: Subscriber, kind: str, template: str, *, is_named: bool = True,
+               **context) -> OutboxMessage:
+    """Render a lifecycle mail for one subscriber and put it in the outbox.
+
+    `is_named=False` leaves the subscriber's name out (greeting and To), for mail to an address whose
+    owner has not confirmed: whoever typed the address also typed the name.
+    """
     config = _config()
     links = tokens.links(subscriber)
-    rendered = emails.render(template, config, name=subscriber.name, **links, **context)
-    message = emails.build(config, to=subscriber.email, to_name=subscriber.name, rendered=rendered,
+    name = subscriber.name if is_named else ""
+    rendered = emails.render(template, config, name=name, **links, **context)
+    message = emails.build(config, to=subscriber.email, to_name=name, rendered=rendered,
                            unsubscribe_url=links["unsubscribe_url"], is_bulk=False)
     return enqueue(session, kind=kind, message=message, subscriber_id=subscriber.id,
                    dedupe_key=f"{kind}:{subscriber.id}:{message['Message-ID']}")
@@ -156,7 +162,9 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     _record(subscriber, ConsentAction.given, meta, consent_text=consent,
             detail=",".join(t.slug for t in topics))
     if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
-        queue_mail(session, subscriber, "confirmation", "confirmation",
+        # On the web form anyone may type anyone's address, and a name to go with it: until the owner
+        # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
+        queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
                    confirm_url=emails.absolute_url(config, f"/confirm/{tokens.confirm_token(subscriber.id, email)}"),
                    confirm_days=config["signup"]["confirm_days"])
     return subscriber

@@ -5,6 +5,7 @@ Each test is an attack that once worked, or one we made sure does not; the docst
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -761,3 +762,22 @@ def test_a_long_non_ascii_title_makes_a_short_subject_in_well_folded_lines(runne
     [raw] = (Path(config["mail"]["maildir"]) / "new").iterdir()
     head = raw.read_bytes().split(b"\n\n")[0]
     assert max(len(line) for line in head.split(b"\n")) <= 78 and head.isascii()
+
+
+def test_a_stranger_cannot_write_into_the_confirmation_mail(client, session, deliver):
+    """Anyone can type anyone's address into the form, so the name field was a way to send our signed,
+    trusted mail with the stranger's words in it ("Hello URGENT: your account… https://evil.example,").
+    The confirmation greets nobody by name; the name is used once the address's owner has confirmed."""
+    from tests.test_bad_input import csrf_token, signup_form
+
+    name = "URGENT reset your password at https://evil.example"
+    response = client.post("/subscribe", data=signup_form(client, email="victim@example.org", name=name))
+    assert response.status_code == 302
+    [confirmation] = deliver()
+    assert "evil.example" not in confirmation.as_string()
+
+    token = re.search(r"/confirm/([\w.-]+)", confirmation.get_body(("plain",)).get_content()).group(1)
+    path = f"/confirm/{token}"
+    assert client.post(path, data={"csrf_token": csrf_token(client, path)}).status_code == 200
+    welcome = deliver()[-1]
+    assert "URGENT" in str(welcome["To"])  # the owner confirmed: the name is theirs to keep
