@@ -5,10 +5,13 @@ Rendering is pure: templates, context and site settings in; subject, text and in
 
 from __future__ import annotations
 
+import binascii
 import email.policy
 import email.utils
+import re
+import secrets
 from dataclasses import dataclass
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from functools import lru_cache
 from pathlib import Path
@@ -22,8 +25,28 @@ from mailer.config import Config
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
+
+
+class ListUrlHeader(UnstructuredHeader):
+    """List-Unsubscribe: a URL in angle brackets, written as it is.
+
+    The stdlib treats unknown headers as text and RFC 2047-encodes a line longer than 78 characters
+    (`=?utf-8?q?=3Chttps...`), which no mail provider decodes in a URL header, so its one-click
+    unsubscribe would be lost. URLs we write are ASCII without spaces and far below RFC 5322's 998.
+    """
+
+    def fold(self, *, policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+def _header_registry() -> HeaderRegistry:
+    registry = HeaderRegistry()
+    registry.map_to_type("list-unsubscribe", ListUrlHeader)
+    return registry
+
+
 # SMTP policy: CRLF line ends, and header folding that never lets a value break a header line.
-POLICY = email.policy.SMTP.clone(max_line_length=78)
+POLICY = email.policy.SMTP.clone(max_line_length=78, header_factory=_header_registry())
 
 
 @dataclass(frozen=True)
@@ -98,27 +121,152 @@ def make_message_id(config: Config) -> str:
     return email.utils.make_msgid(domain=sender_domain(config))
 
 
+# The headers that differ per recipient; BulkMessage fills these in and builds every other one once.
+PERSONAL_HEADERS = ("To", "Message-ID", "List-Unsubscribe")
+
+
+def _headers(config: Config, *, to: str, to_name: str, subject: str, unsubscribe_url: str,
+             message_id: str, is_bulk: bool) -> list[tuple[str, object]]:
+    """Every header of list mail, in order: one list, so `build` and `BulkMessage` cannot drift apart."""
+    mail = config["mail"]
+    headers = [
+        ("From", Address(display_name=config.site_name, addr_spec=mail["from_address"])),
+        ("To", Address(display_name=_single_line(to_name), addr_spec=_ascii_address(to))),
+        ("Date", email.utils.format_datetime(clock.now())),
+        ("Message-ID", message_id),
+        ("Subject", _single_line(subject)),
+    ]
+    if mail["reply_to"]:
+        headers.append(("Reply-To", mail["reply_to"]))
+    headers += [
+        ("List-Id", list_id(config)),
+        ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+    ]
+    if is_bulk:
+        headers.append(("Precedence", "bulk"))
+    headers.append(("Auto-Submitted", "auto-generated"))
+    return headers
+
+
 def build(config: Config, *, to: str, to_name: str = "", rendered: Rendered, unsubscribe_url: str,
           message_id: str | None = None, is_bulk: bool = True) -> EmailMessage:
     """A multipart/alternative message carrying every header the contract asks of list mail."""
     msg = EmailMessage(policy=POLICY)
-    mail = config["mail"]
-    msg["From"] = Address(display_name=config.site_name, addr_spec=mail["from_address"])
-    msg["To"] = Address(display_name=_single_line(to_name), addr_spec=_ascii_address(to))
-    msg["Date"] = email.utils.format_datetime(clock.now())
-    msg["Message-ID"] = message_id or make_message_id(config)
-    msg["Subject"] = _single_line(rendered.subject)
-    if mail["reply_to"]:
-        msg["Reply-To"] = mail["reply_to"]
-    msg["List-Id"] = list_id(config)
-    msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    if is_bulk:
-        msg["Precedence"] = "bulk"
-    msg["Auto-Submitted"] = "auto-generated"
+    for name, value in _headers(config, to=to, to_name=to_name, subject=rendered.subject,
+                                unsubscribe_url=unsubscribe_url, message_id=message_id or make_message_id(config),
+                                is_bulk=is_bulk):
+        msg[name] = value
     msg.set_content(rendered.text, cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
     return msg
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message as the outbox stores it: the bytes, and the fields its row keeps beside them."""
+
+    recipient: str
+    message_id: str
+    subject: str
+    content: bytes
+
+
+def prepared(msg: EmailMessage) -> PreparedMessage:
+    """A built EmailMessage serialised for the outbox."""
+    return PreparedMessage(recipient=msg["To"].addresses[0].addr_spec, message_id=str(msg["Message-ID"]),
+                           subject=str(msg["Subject"]), content=msg.as_bytes())
+
+
+# A display name and an address the fast path may write as they are: they need no quoting, no
+# encoded words and no IDNA. Anything else goes through the stdlib, exactly as `build` writes it.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9'_-]+(?: [A-Za-z0-9'_-]+)*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_MAX_LINE = 78
+
+
+class BulkMessage:
+    """One list message for many recipients: built once as bytes, filled in per recipient.
+
+    The stdlib takes milliseconds to build and serialise a message, nearly all of it in header
+    parsing and folding. Here every header that is the same for all (From, Date, Subject, List-Id,
+    the MIME skeleton...) is folded once; per recipient only To, Message-ID and List-Unsubscribe are
+    written, and the two bodies are quoted-printable encoded by binascii (C). The result parses into
+    the message `build` makes from the same inputs (the tests prove it); Date is the time this was made.
+    """
+
+    def __init__(self, config: Config, *, subject: str, is_bulk: bool = True):
+        self.config = config
+        self.subject = _single_line(subject)
+        # Quoted-printable never writes "=_" ("=" is always followed by hex digits or a line end), so
+        # a boundary starting with it cannot occur in either body.
+        boundary = f"=_{secrets.token_hex(16)}"
+        # The headers in `build`'s order: folded bytes, with the name of a personal header where it goes.
+        self._headers: list[bytes | str] = []
+        for name, value in _headers(config, to="reader@example.org", to_name="", subject=self.subject,
+                                    unsubscribe_url="", message_id="", is_bulk=is_bulk):
+            if name in PERSONAL_HEADERS:
+                self._headers.append(name)
+            elif self._headers and isinstance(self._headers[-1], bytes):
+                self._headers[-1] += _fold(name, value)
+            else:
+                self._headers.append(_fold(name, value))
+        part = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        self._text_start = (_fold("MIME-Version", "1.0")
+                            + _fold("Content-Type", f'multipart/alternative; boundary="{boundary}"')
+                            + f"\r\n--{boundary}\r\n".encode() + part.format("plain").encode())
+        self._html_start = f"\r\n--{boundary}\r\n".encode() + part.format("html").encode()
+        self._end = f"\r\n--{boundary}--\r\n".encode()
+
+    def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, text: str, html: str,
+                 message_id: str | None = None) -> PreparedMessage:
+        """The message for one recipient, with their bodies (placeholders already filled in)."""
+        address = _ascii_address(to)
+        message_id = message_id or make_message_id(self.config)
+        personal = {
+            "To": _to_header(address, _single_line(to_name)),
+            "Message-ID": _short_header("Message-ID", message_id),
+            "List-Unsubscribe": _list_unsubscribe(unsubscribe_url),
+        }
+        content = b"".join([personal[h] if isinstance(h, str) else h for h in self._headers]
+                           + [self._text_start, _quoted_printable(text),
+                              self._html_start, _quoted_printable(html), self._end])
+        return PreparedMessage(recipient=address, message_id=message_id, subject=self.subject, content=content)
+
+
+def _fold(name: str, value: object) -> bytes:
+    """One header as the stdlib writes it under POLICY (encoded words, folding), in bytes."""
+    return POLICY.header_factory(name, value).fold(policy=POLICY).encode("ascii")
+
+
+def _short_header(name: str, value: str) -> bytes:
+    line = f"{name}: {value}\r\n"
+    if len(line) - 2 <= _MAX_LINE and value.isascii():
+        return line.encode("ascii")
+    return _fold(name, value)
+
+
+def _list_unsubscribe(url: str) -> bytes:
+    """What ListUrlHeader writes, without the stdlib's header parsing (per recipient, that is the cost)."""
+    if url.isascii():
+        return f"List-Unsubscribe: <{url}>\r\n".encode("ascii")
+    return _fold("List-Unsubscribe", f"<{url}>")
+
+
+def _to_header(address: str, name: str) -> bytes:
+    """To, written directly when name and address need nothing done to them; else by the stdlib."""
+    if _PLAIN_ADDRESS.fullmatch(address) and (not name or _PLAIN_NAME.fullmatch(name)):
+        return _short_header("To", f"{name} <{address}>" if name else address)
+    return _fold("To", Address(display_name=name, addr_spec=address))
+
+
+def _quoted_printable(text: str) -> bytes:
+    """A body as `set_content(cte="quoted-printable")` encodes it: UTF-8, CRLF line ends, a final line end.
+
+    Lines are split as bytes.splitlines does (CR, LF, CRLF), as the stdlib does; binascii keeps
+    CRLF line breaks and encodes everything else that could be mistaken for one.
+    """
+    return binascii.b2a_qp(b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n", istext=True)
 
 
 def _ascii_address(address: str) -> str:

@@ -115,14 +115,16 @@ def queue(session: Session, send: Send) -> int:
         parts = compose_digest(views, topic_set, settings)
         if parts is None:  # nothing new in the topics this group follows
             continue
+        message = emails.BulkMessage(config, subject=parts.subject)
         for subscriber in group:
             if subscriber.id in done:
                 continue
             fill = _recipient_values(config, send, subscriber, open_link_id)
             rendered = personalise(parts, placeholders, fill)
-            message = emails.build(config, to=subscriber.email, to_name=subscriber.name, rendered=rendered,
-                                   unsubscribe_url=fill("unsubscribe_url"))
-            row = enqueue(session, kind="digest", message=message, subscriber_id=subscriber.id,
+            row = enqueue(session, kind="digest", subscriber_id=subscriber.id,
+                          message=message.personal(to=subscriber.email, to_name=subscriber.name,
+                                                   unsubscribe_url=fill("unsubscribe_url"),
+                                                   text=rendered.text, html=rendered.html),
                           dedupe_key=f"send:{send.id}:{subscriber.id}")
             row.send_id = send.id
             queued += 1
