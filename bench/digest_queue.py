@@ -40,6 +40,7 @@ from subscribers.models import Subscriber, SubscriberState  # noqa: E402
 from tests import factories  # noqa: E402
 
 TOPIC_SETS = ((), ("lgbtiq-rights", "ukraine"), ("climate",))
+SORT = "tottime"
 PATHS = ("reference", "bulk")
 
 
@@ -97,12 +98,17 @@ def empty_outbox(folder: Path) -> None:
 class ReferenceBulkMessage:
     """The per-recipient stdlib path, behind the same interface as emails.BulkMessage."""
 
-    def __init__(self, config, *, subject: str, is_bulk: bool = True):
-        self.config, self.subject, self.is_bulk = config, subject, is_bulk
+    def __init__(self, config, *, subject: str, text: str, html: str, slot, is_bulk: bool = True):
+        self.config, self.subject, self.text, self.html, self.slot = config, subject, text, html, slot
+        self.is_bulk = is_bulk
 
-    def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, text: str, html: str,
+    def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, values,
                  message_id: str | None = None) -> emails.PreparedMessage:
-        rendered = emails.Rendered(subject=self.subject, text=text, html=html)
+        def fill(match):
+            return values(match.group(1))
+
+        rendered = emails.Rendered(subject=self.subject, text=self.slot.sub(fill, self.text),
+                                   html=self.slot.sub(fill, self.html))
         return emails.prepared(emails.build(self.config, to=to, to_name=to_name, rendered=rendered,
                                             unsubscribe_url=unsubscribe_url, message_id=message_id,
                                             is_bulk=self.is_bulk))
@@ -133,7 +139,7 @@ def child(folder: Path, path: str, profile: bool) -> None:
               "bytes": int(size or 0)}
     if profiler:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(10)
+        pstats.Stats(profiler, stream=out).sort_stats(SORT).print_stats(10)
         report["profile"] = out.getvalue()
     print(json.dumps(report))
 

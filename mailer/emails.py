@@ -10,6 +10,7 @@ import email.policy
 import email.utils
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
@@ -183,6 +184,8 @@ def prepared(msg: EmailMessage) -> PreparedMessage:
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'_-]+(?: [A-Za-z0-9'_-]+)*")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _MAX_LINE = 78
+# Where `set_content` breaks a body into lines: what bytes.splitlines splits at (not str's \v, \f, \x85...).
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 class BulkMessage:
@@ -191,13 +194,19 @@ class BulkMessage:
     The stdlib takes milliseconds to build and serialise a message, nearly all of it in header
     parsing and folding. Here every header that is the same for all (From, Date, Subject, List-Id,
     the MIME skeleton...) is folded once; per recipient only To, Message-ID and List-Unsubscribe are
-    written, and the two bodies are quoted-printable encoded by binascii (C). The result parses into
-    the message `build` makes from the same inputs (the tests prove it); Date is the time this was made.
+    written. The bodies carry slots (`slot` matches one, its group 1 names the value): lines without
+    one are quoted-printable encoded once, lines with one are filled in and encoded per recipient.
+    That is exact because quoted-printable encodes each line on its own (soft breaks never cross a
+    line end), and a value is filled in before encoding, so a soft break can never split it.
+    The result parses into the message `build` makes from the same inputs (the tests prove it);
+    Date is the time this was made.
     """
 
-    def __init__(self, config: Config, *, subject: str, is_bulk: bool = True):
+    def __init__(self, config: Config, *, subject: str, text: str, html: str, slot: re.Pattern,
+                 is_bulk: bool = True):
         self.config = config
         self.subject = _single_line(subject)
+        self._slot = slot
         # Quoted-printable never writes "=_" ("=" is always followed by hex digits or a line end), so
         # a boundary starting with it cannot occur in either body.
         boundary = f"=_{secrets.token_hex(16)}"
@@ -212,15 +221,34 @@ class BulkMessage:
             else:
                 self._headers.append(_fold(name, value))
         part = "Content-Type: text/{}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-        self._text_start = (_fold("MIME-Version", "1.0")
-                            + _fold("Content-Type", f'multipart/alternative; boundary="{boundary}"')
-                            + f"\r\n--{boundary}\r\n".encode() + part.format("plain").encode())
-        self._html_start = f"\r\n--{boundary}\r\n".encode() + part.format("html").encode()
-        self._end = f"\r\n--{boundary}--\r\n".encode()
+        # The body: encoded bytes, with the lines still to fill in (str) where they go.
+        self._body: list[bytes | str] = [
+            _fold("MIME-Version", "1.0") + _fold("Content-Type", f'multipart/alternative; boundary="{boundary}"')
+            + f"\r\n--{boundary}\r\n".encode() + part.format("plain").encode()]
+        self._add_body(text)
+        self._body.append(f"\r\n--{boundary}\r\n".encode() + part.format("html").encode())
+        self._add_body(html)
+        self._body.append(f"\r\n--{boundary}--\r\n".encode())
 
-    def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, text: str, html: str,
+    def _add_body(self, body: str) -> None:
+        """Split `body` into runs of lines with and without slots; encode the runs without one now."""
+        lines = _LINE_END.split(body)
+        if len(lines) > 1 and not lines[-1]:  # a final line end ends the last line, it starts none
+            lines.pop()
+        runs: list[tuple[bool, list[str]]] = []
+        for line in lines:
+            has_slot = self._slot.search(line) is not None
+            if runs and runs[-1][0] == has_slot:
+                runs[-1][1].append(line)
+            else:
+                runs.append((has_slot, [line]))
+        for has_slot, run in runs:
+            block = "\r\n".join(run) + "\r\n"
+            self._body.append(block if has_slot else _quoted_printable(block))
+
+    def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, values: Callable[[str], str],
                  message_id: str | None = None) -> PreparedMessage:
-        """The message for one recipient, with their bodies (placeholders already filled in)."""
+        """The message for one recipient; `values(name)` fills each slot in the bodies."""
         address = _ascii_address(to)
         message_id = message_id or make_message_id(self.config)
         personal = {
@@ -228,9 +256,13 @@ class BulkMessage:
             "Message-ID": _short_header("Message-ID", message_id),
             "List-Unsubscribe": _list_unsubscribe(unsubscribe_url),
         }
+
+        def fill(match: re.Match) -> str:
+            return values(match.group(1))
+
         content = b"".join([personal[h] if isinstance(h, str) else h for h in self._headers]
-                           + [self._text_start, _quoted_printable(text),
-                              self._html_start, _quoted_printable(html), self._end])
+                           + [_quoted_printable(self._slot.sub(fill, b)) if isinstance(b, str) else b
+                              for b in self._body])
         return PreparedMessage(recipient=address, message_id=message_id, subject=self.subject, content=content)
 
 
@@ -260,13 +292,12 @@ def _to_header(address: str, name: str) -> bytes:
     return _fold("To", Address(display_name=name, addr_spec=address))
 
 
-def _quoted_printable(text: str) -> bytes:
-    """A body as `set_content(cte="quoted-printable")` encodes it: UTF-8, CRLF line ends, a final line end.
+def _quoted_printable(lines: str) -> bytes:
+    """Whole lines, each ending in CRLF, encoded as `set_content(cte="quoted-printable")` does (UTF-8).
 
-    Lines are split as bytes.splitlines does (CR, LF, CRLF), as the stdlib does; binascii keeps
-    CRLF line breaks and encodes everything else that could be mistaken for one.
+    binascii (C) keeps the CRLF line ends and encodes anything else that could pass for one.
     """
-    return binascii.b2a_qp(b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n", istext=True)
+    return binascii.b2a_qp(lines.encode("utf-8"), istext=True)
 
 
 def _ascii_address(address: str) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.message import EmailMessage
+from typing import NamedTuple
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from mailer.emails import PreparedMessage, prepared
@@ -26,3 +29,23 @@ def enqueue(session: Session, *, kind: str, message: EmailMessage | PreparedMess
     )
     session.add(row)
     return row
+
+
+class BulkRecipient(NamedTuple):
+    """One message of a bulk send, ready for its outbox row."""
+
+    subscriber_id: int
+    dedupe_key: str
+    message: PreparedMessage
+
+
+def enqueue_many(session: Session, *, kind: str, send_id: int, recipients: Sequence[BulkRecipient]) -> None:
+    """Queue many prebuilt messages of one send in one INSERT: no ORM objects, so a large send stays
+    cheap in time and memory. Like `enqueue`, they go out only if the caller's transaction commits."""
+    if not recipients:
+        return
+    session.execute(insert(OutboxMessage), [
+        {"kind": kind, "dedupe_key": r.dedupe_key, "recipient": r.message.recipient, "subscriber_id": r.subscriber_id,
+         "send_id": send_id, "message_id": r.message.message_id, "subject": r.message.subject,
+         "content": r.message.content}
+        for r in recipients])
