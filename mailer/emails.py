@@ -179,8 +179,9 @@ def prepared(msg: EmailMessage) -> PreparedMessage:
                            subject=str(msg["Subject"]), content=msg.as_bytes())
 
 
-# A display name and an address the fast path may write as they are: they need no quoting, no
-# encoded words and no IDNA. Anything else goes through the stdlib, exactly as `build` writes it.
+# What BulkMessage writes in To by itself: a dot-atom address, and a name of atoms (written as it
+# is), of other printable ASCII (quoted) or of anything else (one encoded word). Anything else,
+# and any line longer than 78, goes through the stdlib, as `build` writes it.
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9'_-]+(?: [A-Za-z0-9'_-]+)*")
 _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_%+-]+(?:\.[A-Za-z0-9_%+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _MAX_LINE = 78
@@ -286,9 +287,22 @@ def _list_unsubscribe(url: str) -> bytes:
 
 
 def _to_header(address: str, name: str) -> bytes:
-    """To, written directly when name and address need nothing done to them; else by the stdlib."""
-    if _PLAIN_ADDRESS.fullmatch(address) and (not name or _PLAIN_NAME.fullmatch(name)):
-        return _short_header("To", f"{name} <{address}>" if name else address)
+    """To, written directly when that is simple (an atom name, a quoted name, one encoded word for a
+    non-ASCII name, a dot-atom address, one short line); anything else the stdlib folds."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        if not name:
+            line = f"To: {address}\r\n"
+        elif _PLAIN_NAME.fullmatch(name):
+            line = f"To: {name} <{address}>\r\n"
+        elif "=?" in name:  # the stdlib's parser decodes encoded words even inside quotes
+            line = ""
+        elif name.isascii() and name.isprintable():
+            quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+            line = f'To: "{quoted}" <{address}>\r\n'
+        else:
+            line = f"To: =?utf-8?b?{binascii.b2a_base64(name.encode(), newline=False).decode()}?= <{address}>\r\n"
+        if line and len(line) - 2 <= _MAX_LINE:
+            return line.encode("ascii")
     return _fold("To", Address(display_name=name, addr_spec=address))
 
 
@@ -304,7 +318,16 @@ def _ascii_address(address: str) -> str:
     """The address with an IDN domain in its xn-- form: headers and SMTP envelopes must stay ASCII."""
     if address.isascii():
         return address
+    local, _, domain = address.rpartition("@")
+    if local.isascii():
+        return f"{local}@{_ascii_domain(domain)}"
     return validate_email(address, check_deliverability=False).ascii_email or address
+
+
+@lru_cache(maxsize=4096)
+def _ascii_domain(domain: str) -> str:
+    """A domain's xn-- form; remembered, as a list's readers share a few domains and IDNA is slow."""
+    return validate_email(f"postmaster@{domain}", check_deliverability=False).ascii_domain
 
 
 def _single_line(value: str) -> str:
