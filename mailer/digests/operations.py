@@ -27,7 +27,6 @@ from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
 from mailer.outbox.operations import BulkRecipient, enqueue_many
 from subscribers import tokens as subscriber_tokens
-from subscribers.models import Subscriber
 
 READ = "read"  # the Link kind of an article's "Read more"
 SLUG_LENGTH = 80
@@ -168,7 +167,7 @@ def archive_url(config: Config, send: Send) -> str:
     return emails.absolute_url(config, f"/archive/{send.slug}")
 
 
-def _recipient_values(config: Config, send: Send, subscriber: Subscriber,
+def _recipient_values(config: Config, send: Send, subscriber: queries.Recipient,
                       open_link_id: int | None) -> Callable[[str], str]:
     """The per-recipient value of each placeholder; each link token is signed once per recipient."""
     recipient_id = subscriber.id if config["tracking"]["per_recipient"] else None
