@@ -98,9 +98,8 @@ def empty_outbox(folder: Path) -> None:
 class ReferenceBulkMessage:
     """The per-recipient stdlib path, behind the same interface as emails.BulkMessage."""
 
-    def __init__(self, config, *, subject: str, text: str, html: str, slot, is_bulk: bool = True):
+    def __init__(self, config, *, subject: str, text: str, html: str, slot):
         self.config, self.subject, self.text, self.html, self.slot = config, subject, text, html, slot
-        self.is_bulk = is_bulk
 
     def personal(self, *, to: str, to_name: str = "", unsubscribe_url: str, values,
                  message_id: str | None = None) -> emails.PreparedMessage:
@@ -110,8 +109,7 @@ class ReferenceBulkMessage:
         rendered = emails.Rendered(subject=self.subject, text=self.slot.sub(fill, self.text),
                                    html=self.slot.sub(fill, self.html))
         return emails.prepared(emails.build(self.config, to=to, to_name=to_name, rendered=rendered,
-                                            unsubscribe_url=unsubscribe_url, message_id=message_id,
-                                            is_bulk=self.is_bulk))
+                                            unsubscribe_url=unsubscribe_url, message_id=message_id))
 
 
 def rss_kb(field: str) -> int:

@@ -203,18 +203,18 @@ class BulkMessage:
     Date is the time this was made.
     """
 
-    def __init__(self, config: Config, *, subject: str, text: str, html: str, slot: re.Pattern,
-                 is_bulk: bool = True):
+    def __init__(self, config: Config, *, subject: str, text: str, html: str, slot: re.Pattern):
         self.config = config
         self.subject = _single_line(subject)
         self._slot = slot
         # Quoted-printable never writes "=_" ("=" is always followed by hex digits or a line end), so
         # a boundary starting with it cannot occur in either body.
         boundary = f"=_{secrets.token_hex(16)}"
-        # The headers in `build`'s order: folded bytes, with the name of a personal header where it goes.
+        # The headers in `build`'s order: folded bytes, with the name of a personal header where it
+        # goes (the values given here for those are never written).
         self._headers: list[bytes | str] = []
         for name, value in _headers(config, to="reader@example.org", to_name="", subject=self.subject,
-                                    unsubscribe_url="", message_id="", is_bulk=is_bulk):
+                                    unsubscribe_url="", message_id="", is_bulk=True):
             if name in PERSONAL_HEADERS:
                 self._headers.append(name)
             elif self._headers and isinstance(self._headers[-1], bytes):
