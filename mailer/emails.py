@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.header import Header
 from email.headerregistry import Address, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from functools import lru_cache
@@ -28,21 +29,33 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 
-class ListUrlHeader(UnstructuredHeader):
-    """List-Unsubscribe: a URL in angle brackets, written as it is.
+class WireHeader(UnstructuredHeader):
+    """A header whose value we write in its wire form (List-Id, List-Unsubscribe): ASCII, any encoded
+    words already in place. Folded at spaces only.
 
-    The stdlib treats unknown headers as text and RFC 2047-encodes a line longer than 78 characters
-    (`=?utf-8?q?=3Chttps...`), which no mail provider decodes in a URL header, so its one-click
-    unsubscribe would be lost. URLs we write are ASCII without spaces and far below RFC 5322's 998.
+    The stdlib treats these as text: it RFC 2047-encodes a List-Unsubscribe line longer than 78
+    characters (`=?utf-8?q?=3Chttps...`), which no mail provider decodes in a URL header, so one-click
+    unsubscribe would be lost; and it encodes a non-ASCII List-Id name from inside its quotes.
     """
 
+    @classmethod
+    def parse(cls, value, kwds):
+        super().parse(value, kwds)
+        kwds["decoded"] = value  # as given: decoding the encoded words would only have them encoded again
+
     def fold(self, *, policy) -> str:
-        return f"{self.name}: {self}{policy.linesep}"
+        lines = [f"{self.name}:"]
+        for word in self.split(" "):
+            if len(lines[-1]) + 1 + len(word) > policy.max_line_length and lines[-1].strip(" :") != self.name:
+                lines.append("")
+            lines[-1] += f" {word}"
+        return policy.linesep.join(lines) + policy.linesep
 
 
 def _header_registry() -> HeaderRegistry:
     registry = HeaderRegistry()
-    registry.map_to_type("list-unsubscribe", ListUrlHeader)
+    registry.map_to_type("list-id", WireHeader)
+    registry.map_to_type("list-unsubscribe", WireHeader)
     return registry
 
 
@@ -113,9 +126,13 @@ def sender_domain(config: Config) -> str:
 
 
 def list_id(config: Config) -> str:
-    """List-Id (RFC 2919): the site name and a stable identifier under the sender's domain."""
-    name = " ".join(config.site_name.replace('"', "").split())
-    return f'"{name}" <updates.{sender_domain(config)}>'
+    """List-Id (RFC 2919) in its wire form: the site name as a phrase, and a stable identifier under
+    the sender's domain. A non-ASCII name becomes encoded words, which may not sit inside quotes."""
+    name = " ".join(config.site_name.replace('"', "").replace("\\", "").split())
+    identifier = f"<updates.{sender_domain(config)}>"
+    if name.isascii():
+        return f'"{name}" {identifier}'
+    return " ".join(Header(name, "utf-8", header_name="List-Id").encode().split()) + f" {identifier}"
 
 
 def make_message_id(config: Config) -> str:
@@ -280,7 +297,7 @@ def _short_header(name: str, value: str) -> bytes:
 
 
 def _list_unsubscribe(url: str) -> bytes:
-    """What ListUrlHeader writes, without the stdlib's header parsing (per recipient, that is the cost)."""
+    """What WireHeader writes, without the stdlib's header parsing (per recipient, that is the cost)."""
     if url.isascii():
         return f"List-Unsubscribe: <{url}>\r\n".encode("ascii")
     return _fold("List-Unsubscribe", f"<{url}>")

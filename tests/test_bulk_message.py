@@ -214,3 +214,25 @@ def test_queue_writes_bulk_messages_to_the_outbox(app, session, frozen_clock, co
         assert row.message_id == str(message["Message-ID"]) and row.subject == str(message["Subject"])
         assert row.dedupe_key == f"send:{send.id}:{row.subscriber_id}"
         assert "/l/" in parts["html"] and factories.PETITION_URL not in parts["html"]
+
+
+@pytest.mark.parametrize("site_name, shown", [
+    ("Accidentally Alex", '"Accidentally Alex"'),
+    ('Zoë\'s "Blög", Ltd.', "Zoë's Blög, Ltd."),
+    ("Zoë " * 30, " ".join(["Zoë"] * 30)),
+    ("A site name long enough to need folding: " * 3, '"' + " ".join(("A site name long enough to need folding: " * 3).split()) + '"'),
+])
+def test_list_id_is_a_phrase_and_an_identifier(frozen_clock, site_name, shown):
+    """RFC 2919: `phrase <id>`. Encoded words may not stand inside quotes (RFC 2047 §5), which is what
+    the stdlib made of a quoted non-ASCII name; and every line stays within 78 characters."""
+    config = make_config(site={"base_url": BASE, "postal_address": POSTAL, "name": site_name},
+                         mail={"from_address": "updates@news.example.org"})
+    parts, placeholders = digest(config)
+    reference, prepared = both(config, parts, placeholders, "reader@example.org", "")
+    for content in (reference.as_bytes(), prepared.content):
+        head = content.partition(b"\r\n\r\n")[0].decode("ascii")
+        raw = re.search(r"^List-Id: (.*?)\r\n(?! )", head, re.S | re.M).group(1)
+        assert raw.endswith(" <updates.news.example.org>")
+        assert not re.search(r'"[^"]*=\?|=\?[^"]*"', raw), raw  # no encoded word inside quotes
+        assert all(len(line) <= 78 for line in head.split("\r\n"))
+        assert str(parse(content)["List-Id"]) == f"{shown} <updates.news.example.org>"
