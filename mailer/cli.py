@@ -7,12 +7,52 @@ import logging
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
+from sqlalchemy.exc import OperationalError
 
 from mailer.errors import MailerError
 
 
+class UsageMistake(click.ClickException):
+    """A mistyped command, option or argument, told in one line like every other user error."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"mailer: {self.format_message()}", err=True)
+
+
+def _one_line(exc: click.ClickException) -> UsageMistake:
+    """Click's three-line usage error as one line that still says where help is."""
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    mistake = UsageMistake(message)
+    mistake.exit_code = exc.exit_code
+    return mistake
+
+
+def _database_unavailable(ctx: click.Context, exc: OperationalError) -> str:
+    """One line naming the database (without its password) and the driver's first line of complaint."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+    app = (ctx.find_root().obj or {}).get("app")
+    if app is None:
+        return f"the database did not answer: {reason}"
+    url = app.extensions["engine"].url.render_as_string(hide_password=True)
+    return f"cannot use the database {url}: {reason}"
+
+
 class MailerGroup(click.Group):
     """A click group whose user errors end in one line on stderr, never a traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if isinstance(exc, (UsageMistake, NoArgsIsHelpError)):
+                raise
+            raise _one_line(exc) from None
 
     def invoke(self, ctx):
         try:
@@ -20,6 +60,15 @@ class MailerGroup(click.Group):
         except MailerError as exc:
             click.echo(f"mailer: {exc}", err=True)
             ctx.exit(2)
+        except OperationalError as exc:
+            # A server that is down, a wrong password, a read-only SQLite file: the setup, not our code.
+            click.echo(f"mailer: {_database_unavailable(ctx, exc)}", err=True)
+            ctx.exit(2)
+        except click.ClickException as exc:
+            # A bare command group (`mailer subscribers`) answers with its help, as click does.
+            if isinstance(exc, (UsageMistake, NoArgsIsHelpError)):
+                raise
+            raise _one_line(exc) from None
 
 
 def app_context(fn):
@@ -46,7 +95,7 @@ def current_app_for_cli():
     return root.obj["app"]
 
 
-@click.group(cls=MailerGroup)
+@click.group(cls=MailerGroup, name="mailer")
 def cli():
     """Self-hosted newsletter and advocacy-alert mailer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -101,19 +150,26 @@ def worker(once):
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-scheduler", is_flag=True, help="Do not run schedules in this process.")
 @click.option("--no-worker", is_flag=True, help="Do not deliver mail from this process.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Web request threads.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1), help="Web request threads.")
 def serve(host, port, no_scheduler, no_worker, threads):
     """The web app with a delivery worker (and the scheduler) in one process."""
-    import waitress
+    from waitress.server import create_server
 
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread
 
     app = current_app_for_cli()
     config = app.config["MAILER"]
+    # Fail here, in one line, rather than serve pages that all fail: the database and the port first.
+    with app.extensions["engine"].connect():
+        pass
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
+    except OSError as exc:
+        raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     worker_thread = None
     if not no_worker:
         worker_thread = WorkerThread(app, backends.from_config(config))
@@ -125,7 +181,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
         scheduler = scheduling.start_background(app)
     click.echo(f"serving {config.site_name} on http://{host}:{port}")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="mailer")
+        server.run()
     finally:
         if worker_thread:
             worker_thread.stop()
