@@ -22,8 +22,30 @@ from mailer.config import Config
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
-# SMTP policy: CRLF line ends, and header folding that never lets a value break a header line.
-POLICY = email.policy.SMTP.clone(max_line_length=78)
+# Headers whose value is a URL list a mail client parses as it stands (RFC 2369, RFC 8058).
+VERBATIM_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post", "list-archive", "list-help"})
+MAX_HEADER_LINE = 998  # RFC 5322 2.1.1
+
+
+class MailPolicy(email.policy.EmailPolicy):
+    """SMTP policy: CRLF line ends, header folding that never lets a value break a header line, and
+    URL headers written as they are.
+
+    Python folds a value with no space in it that is longer than a line by turning it into RFC 2047
+    encoded words (`=?utf-8?q?=3Chttps...?=`): no mail client reads that as a List-Unsubscribe URL, so
+    Gmail and Yahoo would see no one-click unsubscribe at all. RFC 5322 allows 998 characters a line.
+    """
+
+    def _fold(self, name, value, refold_binary=False):
+        text = str(value)
+        line = f"{name}: {text}"
+        if (name.lower() in VERBATIM_HEADERS and text.isascii() and "\r" not in text and "\n" not in text
+                and len(line) <= MAX_HEADER_LINE):
+            return line + self.linesep
+        return super()._fold(name, value, refold_binary)
+
+
+POLICY = MailPolicy(linesep="\r\n", max_line_length=78)
 
 
 @dataclass(frozen=True)
