@@ -4,12 +4,14 @@ mailbox reader."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import mailbox
 import os
 import shutil
 import smtplib
+import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -163,6 +165,18 @@ def chromium():
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+
+
+# ---- DKIM --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def dkim_key(tmp_path_factory):
+    """An RSA key file (PKCS#8, as `openssl genrsa` writes today) and its DNS TXT record."""
+    key = tmp_path_factory.mktemp("dkim") / "dkim.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "der"],
+                            check=True, capture_output=True).stdout
+    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
 
 
 # ---- time --------------------------------------------------------------------------------------

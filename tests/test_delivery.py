@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import socket
 import ssl
 import subprocess
@@ -322,16 +321,6 @@ def test_envelope_sender(session, database_url, tmp_path, smtp_server, return_pa
 
 
 # ---- DKIM --------------------------------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def dkim_key(tmp_path_factory):
-    """An RSA key file (PKCS#8, as `openssl genrsa` writes today) and its DNS TXT record."""
-    key = tmp_path_factory.mktemp("dkim") / "dkim.key"
-    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "der"],
-                            check=True, capture_output=True).stdout
-    return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-
 
 def test_dkim_signature_verifies(session, database_url, tmp_path, smtp_server, dkim_key):
     key, record = dkim_key

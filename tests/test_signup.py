@@ -132,3 +132,37 @@ def test_client_address_behind_a_trusted_proxy(database_url, tmp_path, proxies, 
         assert db.session.scalar(select(ConsentEvent.ip_address)) == recorded
         db.session.remove()
         app.extensions["engine"].dispose()
+
+
+def _digest_recipients(runner, deliver) -> list[str]:
+    result = runner.invoke(["digests", "compose", "--send-now"])
+    assert result.exit_code == 0, result.output
+    return [str(m["To"]) for m in deliver() if m["Subject"].startswith("Accidentally Alex update")]
+
+
+def test_an_unsubscribed_address_gets_no_bulk_mail_until_it_opts_in_again(client, session, runner, deliver):
+    from mailer import clock
+    from tests import factories
+    from subscribers import operations
+
+    factories.fixed_articles(session)
+    reader = factories.subscriber(session, "reader@example.org")
+    operations.unsubscribe(session, reader)
+    session.commit()
+    assert _digest_recipients(runner, deliver) == []
+
+    # Signing up again makes the address pending: still no bulk mail, only a new confirmation.
+    sign_up(client)
+    confirmation = [m for m in deliver() if "confirm" in m["Subject"].lower()]
+    assert len(confirmation) == 1
+    reader = session.scalar(select(Subscriber))
+    assert reader.state == SubscriberState.pending
+    assert session.scalar(select(Suppression.reason)) == "unsubscribed"
+
+    operations.confirm(session, reader)
+    session.commit()
+    factories.article(session, slug="new", title="A new article", published_at=clock.now())
+    session.commit()
+    assert _digest_recipients(runner, deliver) == ["reader@example.org"]
+    assert [e.action.value for e in session.get(Subscriber, reader.id).consent_events] == [
+        "withdrawn", "given", "confirmed"]

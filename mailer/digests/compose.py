@@ -1,8 +1,9 @@
 """Digest composition: pure functions from article views to message parts. No database, no Flask, no I/O.
 
 A digest is rendered once per distinct topic set with placeholders where per-recipient URLs go
-(unsubscribe, preferences, tracked links); `personalise` then fills them in by string substitution,
-so a hundred thousand recipients cost one template render per topic set, not one each.
+(unsubscribe, preferences, tracked links); `personalise` (or, when queueing, emails.BulkMessage)
+then fills them in by string substitution, so a hundred thousand recipients cost one template
+render per topic set, not one each.
 """
 
 from __future__ import annotations

@@ -25,14 +25,13 @@ from mailer.digests.models import Link, Send, SendArticle, SendKind
 from mailer.errors import DigestError
 from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
-from mailer.outbox.operations import enqueue
+from mailer.outbox.operations import BulkRecipient, enqueue_many
 from subscribers import tokens as subscriber_tokens
-from subscribers.models import Subscriber
 
 READ = "read"  # the Link kind of an article's "Read more"
 SLUG_LENGTH = 80
-# Queued rows are flushed and let go of in batches: 100k messages must not all sit in the session.
-FLUSH_EVERY = 500
+# Messages are inserted in batches: 100k messages must not all sit in memory at once.
+INSERT_EVERY = 500
 # Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
 COMPOSE_LOCK = 0x6D61696C  # "mail"
 
@@ -115,33 +114,24 @@ def queue(session: Session, send: Send) -> int:
         parts = compose_digest(views, topic_set, settings)
         if parts is None:  # nothing new in the topics this group follows
             continue
+        message = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
+                                     slot=placeholders.pattern)
         for subscriber in group:
             if subscriber.id in done:
                 continue
             fill = _recipient_values(config, send, subscriber, open_link_id)
-            rendered = personalise(parts, placeholders, fill)
-            message = emails.build(config, to=subscriber.email, to_name=subscriber.name, rendered=rendered,
-                                   unsubscribe_url=fill("unsubscribe_url"))
-            row = enqueue(session, kind="digest", message=message, subscriber_id=subscriber.id,
-                          dedupe_key=f"send:{send.id}:{subscriber.id}")
-            row.send_id = send.id
+            pending.append(BulkRecipient(subscriber.id, f"send:{send.id}:{subscriber.id}", message.personal(
+                to=subscriber.email, to_name=subscriber.name, unsubscribe_url=fill("unsubscribe_url"),
+                values=fill)))
             queued += 1
-            pending.append(row)
-            if len(pending) >= FLUSH_EVERY:
-                _flush_and_release(session, pending)
-    _flush_and_release(session, pending)
+            if len(pending) >= INSERT_EVERY:
+                enqueue_many(session, kind="digest", send_id=send.id, recipients=pending)
+                pending.clear()
+    enqueue_many(session, kind="digest", send_id=send.id, recipients=pending)
     send.queued_at = clock.now()
     send.recipients_count = queued
     _store_archive(session, send)  # articles may have been edited since composing
     return queued
-
-
-def _flush_and_release(session: Session, rows: list) -> None:
-    """Write queued rows to the (still open) transaction and drop them from the session's memory."""
-    session.flush()
-    for row in rows:
-        session.expunge(row)
-    rows.clear()
 
 
 def article_views(session: Session, send: Send, placeholders: Placeholders) -> list[ArticleView]:
@@ -177,7 +167,7 @@ def archive_url(config: Config, send: Send) -> str:
     return emails.absolute_url(config, f"/archive/{send.slug}")
 
 
-def _recipient_values(config: Config, send: Send, subscriber: Subscriber,
+def _recipient_values(config: Config, send: Send, subscriber: queries.Recipient,
                       open_link_id: int | None) -> Callable[[str], str]:
     """The per-recipient value of each placeholder; each link token is signed once per recipient."""
     recipient_id = subscriber.id if config["tracking"]["per_recipient"] else None

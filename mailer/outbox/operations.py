@@ -2,25 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from email.message import EmailMessage
+from typing import NamedTuple
 
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from mailer.emails import PreparedMessage, prepared
 from mailer.outbox.models import OutboxMessage
 
 
-def enqueue(session: Session, *, kind: str, message: EmailMessage, dedupe_key: str,
+def enqueue(session: Session, *, kind: str, message: EmailMessage | PreparedMessage, dedupe_key: str,
             subscriber_id: int | None = None) -> OutboxMessage:
     """Queue a fully built message. It goes out only if the caller's transaction commits."""
-    recipient = message["To"].addresses[0].addr_spec
+    if isinstance(message, EmailMessage):
+        message = prepared(message)
     row = OutboxMessage(
         kind=kind,
         dedupe_key=dedupe_key,
-        recipient=recipient,
+        recipient=message.recipient,
         subscriber_id=subscriber_id,
-        message_id=str(message["Message-ID"]),
-        subject=str(message["Subject"]),
-        content=message.as_bytes(),
+        message_id=message.message_id,
+        subject=message.subject,
+        content=message.content,
     )
     session.add(row)
     return row
+
+
+class BulkRecipient(NamedTuple):
+    """One message of a bulk send, ready for its outbox row."""
+
+    subscriber_id: int
+    dedupe_key: str
+    message: PreparedMessage
+
+
+def enqueue_many(session: Session, *, kind: str, send_id: int, recipients: Sequence[BulkRecipient]) -> None:
+    """Queue many prebuilt messages of one send in one INSERT: no ORM objects, so a large send stays
+    cheap in time and memory. Like `enqueue`, they go out only if the caller's transaction commits."""
+    if not recipients:
+        return
+    session.execute(insert(OutboxMessage), [
+        {"kind": kind, "dedupe_key": r.dedupe_key, "recipient": r.message.recipient, "subscriber_id": r.subscriber_id,
+         "send_id": send_id, "message_id": r.message.message_id, "subject": r.message.subject,
+         "content": r.message.content}
+        for r in recipients])
