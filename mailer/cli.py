@@ -83,15 +83,20 @@ def app_context(fn):
     return wrapper
 
 
-def current_app_for_cli():
+def current_app_for_cli(*, needs_schema: bool = True):
+    """The app for this command, built once; it refuses a database whose schema is missing or behind
+    (except for `mailer db upgrade`, which is how to fix that)."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     if root.obj is None:
         root.obj = {}
     if "app" not in root.obj:
+        from mailer import migrate
         from mailer.app import create_app
 
         root.obj["app"] = create_app()
+        if needs_schema:
+            migrate.require_current(root.obj["app"].extensions["engine"])
     return root.obj["app"]
 
 
@@ -111,7 +116,7 @@ def db():
 @db.command("upgrade")
 def db_upgrade():
     """Apply migrations (Alembic) to the configured database."""
-    app = current_app_for_cli()
+    app = current_app_for_cli(needs_schema=False)
     from mailer import migrate
 
     migrate.upgrade(app.extensions["engine"])
@@ -163,9 +168,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
 
     app = current_app_for_cli()
     config = app.config["MAILER"]
-    # Fail here, in one line, rather than serve pages that all fail: the database and the port first.
-    with app.extensions["engine"].connect():
-        pass
+    # The port before anything starts: a busy one is one line, not a worker left running.
     try:
         server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
     except OSError as exc:

@@ -144,3 +144,22 @@ def test_an_empty_list_says_how_to_fill_it(runner, noun, hint):
     listed = runner.invoke([noun, "list"])
     assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "", hint + "\n")
     assert runner.invoke([noun, "list", "--json"]).stdout == "[]\n"
+
+
+@pytest.mark.parametrize("args", [["serve"], ["worker", "--once"], ["topics", "list"]])
+def test_a_database_without_tables_says_to_run_db_upgrade(mailer, tmp_path, args):
+    # `mailer serve` on it used to answer every page with a 500 while /healthz said ok.
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    result = mailer(*args, MAILER_DATABASE_URL=url)
+    assert result.exit_code == 2
+    assert _one_line(result) == f"mailer: the database {url} has no tables yet: run `mailer db upgrade`"
+
+
+def test_a_database_behind_the_code_says_to_run_db_upgrade(mailer, tmp_path):
+    url = f"sqlite:///{tmp_path}/old.db"
+    assert mailer("db", "upgrade", MAILER_DATABASE_URL=url).exit_code == 0
+    with sqlite3.connect(tmp_path / "old.db") as old:
+        old.execute("UPDATE alembic_version SET version_num = '0000'")
+    result = mailer("topics", "list", MAILER_DATABASE_URL=url)
+    assert result.exit_code == 2
+    assert "is at revision 0000" in _one_line(result) and "run `mailer db upgrade`" in result.output
