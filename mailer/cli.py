@@ -173,6 +173,8 @@ def serve(host, port, no_scheduler, no_worker, threads):
         server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
     except OSError as exc:
         raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError:  # waitress's answer to a host name that does not resolve
+        raise MailerError(f"cannot listen on {host}:{port}: no such address") from None
     worker_thread = None
     if not no_worker:
         worker_thread = WorkerThread(app, backends.from_config(config))

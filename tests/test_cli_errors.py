@@ -163,3 +163,9 @@ def test_a_database_behind_the_code_says_to_run_db_upgrade(mailer, tmp_path):
     result = mailer("topics", "list", MAILER_DATABASE_URL=url)
     assert result.exit_code == 2
     assert "is at revision 0000" in _one_line(result) and "run `mailer db upgrade`" in result.output
+
+
+def test_serve_on_a_host_that_does_not_resolve_is_one_line(runner):
+    result = runner.invoke(["serve", "--no-scheduler", "--no-worker", "--host", "no-such-host.invalid"])
+    assert result.exit_code == 2
+    assert _one_line(result) == "mailer: cannot listen on no-such-host.invalid:5000: no such address"
