@@ -7,12 +7,52 @@ import logging
 import sys
 
 import click
+from click.exceptions import NoArgsIsHelpError
+from sqlalchemy.exc import OperationalError
 
 from mailer.errors import MailerError
 
 
+class UsageMistake(click.ClickException):
+    """A mistyped command, option or argument, told in one line like every other user error."""
+
+    exit_code = 2
+
+    def show(self, file=None) -> None:
+        click.echo(f"mailer: {self.format_message()}", err=True)
+
+
+def _one_line(exc: click.ClickException) -> UsageMistake:
+    """Click's three-line usage error as one line that still says where help is."""
+    message = exc.format_message()
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    mistake = UsageMistake(message)
+    mistake.exit_code = exc.exit_code
+    return mistake
+
+
+def _database_unavailable(ctx: click.Context, exc: OperationalError) -> str:
+    """One line naming the database (without its password) and the driver's first line of complaint."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc).splitlines()[0]
+    app = (ctx.find_root().obj or {}).get("app")
+    if app is None:
+        return f"the database did not answer: {reason}"
+    url = app.extensions["engine"].url.render_as_string(hide_password=True)
+    return f"cannot use the database {url}: {reason}"
+
+
 class MailerGroup(click.Group):
     """A click group whose user errors end in one line on stderr, never a traceback."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.ClickException as exc:
+            if isinstance(exc, (UsageMistake, NoArgsIsHelpError)):
+                raise
+            raise _one_line(exc) from None
 
     def invoke(self, ctx):
         try:
@@ -20,6 +60,15 @@ class MailerGroup(click.Group):
         except MailerError as exc:
             click.echo(f"mailer: {exc}", err=True)
             ctx.exit(2)
+        except OperationalError as exc:
+            # A server that is down, a wrong password, a read-only SQLite file: the setup, not our code.
+            click.echo(f"mailer: {_database_unavailable(ctx, exc)}", err=True)
+            ctx.exit(2)
+        except click.ClickException as exc:
+            # A bare command group (`mailer subscribers`) answers with its help, as click does.
+            if isinstance(exc, (UsageMistake, NoArgsIsHelpError)):
+                raise
+            raise _one_line(exc) from None
 
 
 def app_context(fn):
@@ -34,19 +83,24 @@ def app_context(fn):
     return wrapper
 
 
-def current_app_for_cli():
+def current_app_for_cli(*, needs_schema: bool = True):
+    """The app for this command, built once; it refuses a database whose schema is missing or behind
+    (except for `mailer db upgrade`, which is how to fix that)."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     if root.obj is None:
         root.obj = {}
     if "app" not in root.obj:
+        from mailer import migrate
         from mailer.app import create_app
 
         root.obj["app"] = create_app()
+        if needs_schema:
+            migrate.require_current(root.obj["app"].extensions["engine"])
     return root.obj["app"]
 
 
-@click.group(cls=MailerGroup)
+@click.group(cls=MailerGroup, name="mailer")
 def cli():
     """Self-hosted newsletter and advocacy-alert mailer."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -62,7 +116,7 @@ def db():
 @db.command("upgrade")
 def db_upgrade():
     """Apply migrations (Alembic) to the configured database."""
-    app = current_app_for_cli()
+    app = current_app_for_cli(needs_schema=False)
     from mailer import migrate
 
     migrate.upgrade(app.extensions["engine"])
@@ -101,19 +155,26 @@ def worker(once):
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--no-scheduler", is_flag=True, help="Do not run schedules in this process.")
 @click.option("--no-worker", is_flag=True, help="Do not deliver mail from this process.")
-@click.option("--threads", default=8, show_default=True, type=int, help="Web request threads.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1), help="Web request threads.")
 def serve(host, port, no_scheduler, no_worker, threads):
     """The web app with a delivery worker (and the scheduler) in one process."""
-    import waitress
+    from waitress.server import create_server
 
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread
 
     app = current_app_for_cli()
     config = app.config["MAILER"]
+    # The port before anything starts: a busy one is one line, not a worker left running.
+    try:
+        server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
+    except OSError as exc:
+        raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    except ValueError:  # waitress's answer to a host name that does not resolve
+        raise MailerError(f"cannot listen on {host}:{port}: no such address") from None
     worker_thread = None
     if not no_worker:
         worker_thread = WorkerThread(app, backends.from_config(config))
@@ -125,7 +186,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
         scheduler = scheduling.start_background(app)
     click.echo(f"serving {config.site_name} on http://{host}:{port}")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="mailer")
+        server.run()
     finally:
         if worker_thread:
             worker_thread.stop()

@@ -6,9 +6,12 @@ then environment variables MAILER_<SECTION>_<KEY> (MAILER_MAIL_SMTP_HOST for [ma
 
 from __future__ import annotations
 
+import email.utils
 import os
+import re
 import secrets
 import tomllib
+import zoneinfo
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -78,6 +81,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "rate_limit": "20 per hour",
     },
 }
+
+# One bare address: mail.from_address takes its display name from site.name.
+ADDRESS = re.compile(r"[^@\s<>,\"]+@[^@\s<>,\"]+")
 
 CHOICES = {
     ("mail", "backend"): {"maildir", "smtp"},
@@ -238,6 +244,20 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         if not values["mail.smtp"][key].isascii():
             # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).
             raise ConfigError(f"mail.smtp.{key} must be ASCII: Python's smtplib cannot send other characters")
+    timezone = values["scheduler"]["timezone"]
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"scheduler.timezone must be a time zone like 'Europe/London' or 'UTC', "
+                          f"not {timezone!r}") from None
+    # Only the shape: a From without an @ would be refused by every relay, one message at a time.
+    from_address = values["mail"]["from_address"]
+    if not ADDRESS.fullmatch(from_address):
+        raise ConfigError(f"mail.from_address must be an email address like updates@example.org "
+                          f"(site.name is its display name), not {from_address!r}")
+    reply_to = values["mail"]["reply_to"]
+    if reply_to and not ADDRESS.fullmatch(email.utils.parseaddr(reply_to)[1]):
+        raise ConfigError(f"mail.reply_to must be an email address like editors@example.org, not {reply_to!r}")
     if values["dkim"]["selector"] and not (values["dkim"]["domain"] and values["dkim"]["private_key_file"]):
         raise ConfigError("dkim.selector is set: dkim.domain and dkim.private_key_file are needed too")
 

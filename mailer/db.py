@@ -9,8 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from mailer.errors import ConfigError
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -52,10 +56,34 @@ session = scoped_session(sessionmaker(expire_on_commit=False))
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine; on SQLite turn on WAL, foreign keys and a busy timeout for the worker thread."""
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        # A folder we create for the database is its owner's only: it holds every subscriber's address.
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Create the engine; on SQLite turn on WAL, foreign keys and a busy timeout for the worker thread.
+
+    A URL that names no database we can drive is a ConfigError; one that names a server that is down
+    fails later, at the first query, where the CLI reports it in one line.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        # Not echoed: a mistyped URL may still hold a password.
+        raise ConfigError("database.url is not a database URL; use sqlite:///var/mailer.db or "
+                          "postgresql+psycopg://user@host/dbname") from None
+    shown = parsed.render_as_string(hide_password=True)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).parent
+        try:
+            # A folder we create for the database is its owner's only: it holds every subscriber's address.
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"database.url {shown}: cannot create the folder {folder}: "
+                              f"{exc.strerror or exc}") from None
+    try:
+        return _create_engine(url)
+    except (NoSuchModuleError, ImportError):
+        raise ConfigError(f"database.url {shown}: no driver for {parsed.drivername!r} is installed; "
+                          "use sqlite:/// or postgresql+psycopg://") from None
+
+
+def _create_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
 

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, text
+
+from mailer.errors import ConfigError
 
 HERE = Path(__file__).parent / "migrations"
 
@@ -28,3 +31,24 @@ def revision(engine: Engine, message: str) -> None:
     """Autogenerate a new migration from the models (developers only)."""
     with engine.begin() as connection:
         command.revision(alembic_config(connection), message=message, autogenerate=True)
+
+
+def require_current(engine: Engine) -> None:
+    """Raise a ConfigError naming `mailer db upgrade` when the schema is missing or behind the code.
+
+    Without it, `mailer serve` on a new database answers every page with a 500 ("no such table")
+    while /healthz says ok.
+    """
+    # Read Alembic's table directly: its MigrationContext logs two INFO lines on every command.
+    with engine.connect() as connection:
+        current = []
+        if inspect(connection).has_table("alembic_version"):
+            current = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
+    heads = ScriptDirectory.from_config(alembic_config(None)).get_heads()
+    if set(current) == set(heads):
+        return
+    url = engine.url.render_as_string(hide_password=True)
+    if not current:
+        raise ConfigError(f"the database {url} has no tables yet: run `mailer db upgrade`")
+    raise ConfigError(f"the database {url} is at revision {', '.join(current)}, the code needs "
+                      f"{', '.join(heads)}: run `mailer db upgrade`")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import click
 
 from mailer import db
 from mailer.cli import app_context
-from mailer.errors import NotFound
+from mailer.errors import NotFound, SubscriberError
 from subscribers import exporting, importing, operations, queries
 from subscribers.models import Subscriber
 
@@ -37,19 +38,53 @@ def show(email, as_json):
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
+    # Plain lines, not a table: a consent record is read by people on 80 columns and by grep.
+    click.echo(data["email"] + (f" ({data['name']})" if data["name"] else ""))
+    state = data["state"] + (", paused" if data["is_paused"] else "")
+    click.echo(f"  state: {state}; topics: {', '.join(data['topics']) or 'all (none chosen)'}")
+    click.echo("  " + "; ".join(f"{label} {_when(data[key])} UTC" for label, key in (
+        ("signed up", "created_at"), ("confirmed", "confirmed_at"), ("unsubscribed", "unsubscribed_at"))
+        if data[key]))
+    click.echo("consent history (times in UTC):")
+    actions = [event["action"].replace("_", " ") for event in data["consent_history"]]
+    width = max(map(len, actions), default=0)
+    for action, event in zip(actions, data["consent_history"]):
+        detail = _detail(event)
+        click.echo(f"  {_when(event['occurred_at'])}  {action:<{width}}  policy {event['privacy_policy_version']}"
+                   f"  {_how(event)}{'; ' + detail if detail else ''}")
+    sent = sum(1 for message in data["mail"] if message["state"] == "sent")
+    click.echo(f"{len(data['mail'])} messages queued, {sent} sent; {len(data['clicks'])} clicks "
+               "(everything, with IP addresses and the consent text: --json)")
 
-    console = Console()
-    console.print(f"[bold]{data['email']}[/bold]  state: {data['state']}"
-                  f"{' (paused)' if data['is_paused'] else ''}  topics: {', '.join(data['topics']) or 'all'}")
-    table = Table("time", "action", "policy version", "source", "detail")
-    for e in data["consent_history"]:
-        # Text, not markup: a detail names a list's file, and "[red]" in a file name is not a style.
-        table.add_row(*(Text(value) for value in (e["occurred_at"], e["action"], e["privacy_policy_version"],
-                                                  e["source"] or "", e["detail"])))
-    console.print(table)
+
+# The page (form id) a consent event was recorded on, in words.
+PAGES = {"subscribe": "signup form", "confirm": "confirmation page", "preferences": "preferences page",
+         "unsubscribe": "unsubscribe page"}
+
+
+def _how(event: dict) -> str:
+    """Where a consent event came from, in words: "signup form, from 203.0.113.7"."""
+    source, form_id = event["source"] or "", event["form_id"] or ""
+    if source == "one-click":
+        how = "one-click unsubscribe in the mail program"
+    elif source == "import":
+        how = "CSV import"
+    elif source == "web":
+        how = PAGES.get(form_id, f"web form {form_id}" if form_id else "web")
+    else:
+        how = " ".join(filter(None, [source, form_id]))
+    return f"{how}, from {event['ip_address']}" if event["ip_address"] else how
+
+
+def _detail(event: dict) -> str:
+    if event["action"] in ("given", "topics_changed") and event["detail"]:
+        return "topics: " + event["detail"].replace(",", ", ")
+    return event["detail"]
+
+
+def _when(iso: str) -> str:
+    """"2026-11-21 22:36:25" from an aware ISO timestamp: a person reads seconds, not microseconds."""
+    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @subscribers.command("import")
@@ -102,7 +137,11 @@ def export(file):
     if file is None or str(file) == "-":
         count = exporting.write_csv(sys.stdout)
     else:
-        with file.open("w", newline="", encoding="utf-8") as out:
+        try:
+            out = file.open("w", newline="", encoding="utf-8")
+        except OSError as exc:
+            raise SubscriberError(f"cannot write {file}: {exc.strerror or exc}") from None
+        with out:
             count = exporting.write_csv(out)
     click.echo(f"exported {count} subscribers", err=True)
 
@@ -115,7 +154,7 @@ def export_data(email):
     click.echo(json.dumps(queries.personal_data(_subscriber(email)), indent=2, ensure_ascii=False))
 
 
-@subscribers.command("erase")
+@subscribers.command("erase", short_help="Erase EMAIL and their data (GDPR Art. 17).")
 @click.argument("email")
 @app_context
 def erase(email):

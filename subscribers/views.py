@@ -17,9 +17,11 @@ from subscribers import copy, forms, operations, queries, tokens
 from subscribers.models import Subscriber, SubscriberState
 
 
-def _meta() -> operations.RequestMeta:
+def _meta(form_id: str = "") -> operations.RequestMeta:
+    """Who asked, from which page (`form_id`): kept with the consent event as proof."""
     return operations.RequestMeta(
         source="web",
+        form_id=form_id,
         ip_address=request.remote_addr or "",
         user_agent=request.headers.get("User-Agent", ""),
     )
@@ -53,8 +55,7 @@ def subscribe():
     if form.validate_on_submit():
         if form.website.data:  # the honeypot: look like success, store nothing
             return redirect(url_for("subscribers.thanks"))
-        meta = _meta()
-        meta = operations.RequestMeta(meta.source, form.form_id.data or "subscribe", meta.ip_address, meta.user_agent)
+        meta = _meta(form.form_id.data or "subscribe")
         try:
             _sign_up(form, meta)
         except SubscriberError as exc:
@@ -96,7 +97,7 @@ def confirm(token: str):
     if request.method == "POST":
         if not form.validate_on_submit():
             raise InvalidToken("The form had expired. Please open the link from your email again.")
-        operations.confirm(db.session, subscriber, _meta())
+        operations.confirm(db.session, subscriber, _meta("confirm"))
         db.session.commit()
         return render_template("confirmed.html", manage=tokens.links(subscriber))
     if subscriber.state == SubscriberState.confirmed:
@@ -122,12 +123,12 @@ def preferences(token: str):
         form.is_paused.data = subscriber.is_paused
     elif form.validate_on_submit():
         if request.form.get("action") == "unsubscribe":
-            operations.unsubscribe(db.session, subscriber, _meta())
+            operations.unsubscribe(db.session, subscriber, _meta("preferences"))
             db.session.commit()
             return render_template("unsubscribed.html", token=token)
         try:
             operations.update_preferences(db.session, subscriber, topic_slugs=form.topics.data or [],
-                                          is_paused=bool(form.is_paused.data), meta=_meta())
+                                          is_paused=bool(form.is_paused.data), meta=_meta("preferences"))
         except SubscriberError as exc:
             db.session.rollback()
             form.topics.errors = [*form.topics.errors, str(exc)]
@@ -163,9 +164,9 @@ def erase(token: str):
 def unsubscribe(token: str):
     subscriber = _manage_subscriber(token)
     if request.method == "POST":
-        meta = _meta()
+        meta = _meta("unsubscribe")
         source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "web"
-        meta = operations.RequestMeta(source, "", meta.ip_address, meta.user_agent)
+        meta = operations.RequestMeta(source, meta.form_id, meta.ip_address, meta.user_agent)
         operations.unsubscribe(db.session, subscriber, meta)
         db.session.commit()
         return render_template("unsubscribed.html", token=token), 200

@@ -17,6 +17,11 @@ def check_message(msg: EmailMessage, *, postal_address: str) -> dict[str, str]:
     https = [u for u in links if u.startswith("https://")]
     assert https and "/unsubscribe/" in https[0], f"List-Unsubscribe has no https unsubscribe URL: {links}"
     assert all(u.startswith(("https://", "mailto:")) for u in links)
+    # As it stands on the wire: a mail client does not decode RFC 2047 words in a URL header.
+    raw = {name.lower(): value for name, value in msg.raw_items()}
+    assert re.fullmatch(r"<[^<>\s]+>(,\s*<[^<>\s]+>)*", raw["list-unsubscribe"]), \
+        f"List-Unsubscribe is not a plain list of <URL>s on the wire: {raw['list-unsubscribe']!r}"
+    assert raw["list-unsubscribe-post"] == "List-Unsubscribe=One-Click"
     assert re.fullmatch(r"<[^<>@\s]+@[^<>@\s]+>", str(msg["Message-ID"])), msg["Message-ID"]
     assert msg.get_content_type() == "multipart/alternative"
     text_part = msg.get_body(preferencelist=("plain",))

@@ -73,6 +73,9 @@ def test_unknown_section_in_a_file_names_it(tmp_path):
     ('[scheduler]\nenabled = "sometimes"\n', r"scheduler\.enabled must be true or false"),
     ('[signup]\nrate_limit = "lots"\n', r"signup\.rate_limit must be a rate like '20 per hour'"),
     ('[site]\nbase_url = "news.example.org"\n', r"site\.base_url must start with https://"),
+    ('[scheduler]\ntimezone = "Europe/Londn"\n', r"scheduler\.timezone must be a time zone like 'Europe/London'"),
+    ('[mail]\nfrom_address = "updates"\n', r"mail\.from_address must be an email address"),
+    ('[mail]\nreply_to = "editors at example.org"\n', r"mail\.reply_to must be an email address"),
     ("[site\nname = 1\n", r"not valid TOML"),
 ])
 def test_bad_values_are_named(tmp_path, toml, message):

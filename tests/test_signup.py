@@ -44,7 +44,7 @@ def test_form_shows_contract_copy_and_unticked_consent(client):
     assert "checked" not in consent_input
 
 
-def test_signup_confirm_unsubscribe_journey(client, session, topics, deliver, config):
+def test_signup_confirm_unsubscribe_journey(client, session, topics, deliver, config, runner):
     response = sign_up(client, name="Alex", topics=["ukraine"])
     assert response.status_code == 302 and response.headers["Location"].endswith("/subscribe/thanks")
     assert "Thanks for signing up!" in client.get("/subscribe/thanks").get_data(as_text=True)
@@ -82,6 +82,17 @@ def test_signup_confirm_unsubscribe_journey(client, session, topics, deliver, co
     assert subscriber.state == SubscriberState.unsubscribed
     assert [e.action.value for e in subscriber.consent_events] == ["given", "confirmed", "withdrawn"]
     assert session.scalar(select(Suppression.reason)) == "unsubscribed"
+
+    # What an editor reads afterwards: each step, when, under which policy, and where it happened.
+    shown = runner.invoke(["subscribers", "show", "reader@example.org"])
+    assert shown.exit_code == 0, shown.output
+    history = shown.output.split("consent history (times in UTC):\n")[1].splitlines()[:3]
+    assert [re.sub(r"^  \d{4}-\d\d-\d\d \d\d:\d\d:\d\d  ", "", line) for line in history] == [
+        "given      policy 2026-11-01  signup form, from 127.0.0.1; topics: ukraine",
+        "confirmed  policy 2026-11-01  confirmation page, from 127.0.0.1",
+        "withdrawn  policy 2026-11-01  one-click unsubscribe in the mail program, from 127.0.0.1",
+    ]
+    assert shown.output.startswith("reader@example.org (Alex)\n  state: unsubscribed; topics: ukraine\n")
 
 
 def test_same_address_twice_is_one_subscriber_and_same_response(client, session, deliver):

@@ -62,6 +62,8 @@ def list_(as_json, limit):
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    if not rows:
+        click.echo("no articles yet: `mailer articles import FILE…` or `mailer feeds add URL`", err=True)
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['published_at'][:16].replace('T', ' ')}  {row['slug']}  "
                    f"[{', '.join(row['topics'])}]  {row['title']}")

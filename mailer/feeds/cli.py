@@ -20,7 +20,7 @@ def feeds():
 
 @feeds.command("add")
 @click.argument("url")
-@click.option("--topics", default="", help="Comma-separated topic slugs every article from this feed gets.")
+@click.option("--topics", default="", metavar="a,b", help="Comma-separated topic slugs every article from this feed gets.")
 @app_context
 def add(url, topics):
     """Poll the feed at URL (http or https) from now on."""
@@ -67,6 +67,8 @@ def list_(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    if not rows:
+        click.echo("no feeds yet: add one with `mailer feeds add URL`", err=True)
     for row in rows:
         polled = (row["last_polled_at"] or "never")[:16].replace("T", " ")
         error = f"  failed: {row['last_error']}" if row["last_error"] else ""

@@ -37,5 +37,7 @@ def list_(as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
+    if not rows:
+        click.echo("no topics yet: add one with `mailer topics add SLUG`", err=True)
     for row in rows:
         click.echo(f"{row['id']:>5}  {row['created_at'][:16].replace('T', ' ')}  {row['slug']}  {row['title']}")
