@@ -127,3 +127,43 @@ def test_worker_once_cli_fills_a_maildir(runner, session, config):
         assert message["Return-Path"] == "<updates@news.example.org>"
         check_message(message, postal_address=POSTAL)
     assert runner.invoke(["worker", "--once"]).output.startswith("delivered 0 message(s)")
+
+
+class SlowRelay(MemoryBackend):
+    """A relay slow enough that a batch outlasts the lease; between its answers a rival worker
+    looks for rows whose lease ran out, as a second `mailer worker` would."""
+
+    def __init__(self, config, frozen_clock):
+        super().__init__()
+        self.config, self.clock = config, frozen_clock
+        self.lease = timedelta(seconds=config["delivery"]["lease_seconds"])
+        self.rival_claimed: list[int] = []
+
+    def send(self, batch):
+        self.clock.advance(self.lease * 0.4)
+        self.rival_claimed += [row.id for row in claim_due(self.config, 1000)]
+        return super().send(batch)
+
+
+def test_a_slow_batch_renews_its_lease_so_no_rival_sends_it_again(session, config, frozen_clock):
+    ids = queue_many(session, config, 100)
+    relay = SlowRelay(config, frozen_clock)
+    assert run_once(config, relay).sent == 100
+    assert relay.rival_claimed == []  # 5 chunks x 0.4 lease: without renewal the rival takes rows 41-100
+    assert sorted(env.outbox_id for env in relay.sent) == ids
+    assert session.scalar(select(func.count()).where(OutboxMessage.state == OutboxState.sent)) == 100
+
+
+def test_a_worker_that_lost_its_claim_does_not_overwrite_the_new_owner(session, config, frozen_clock):
+    from mailer.outbox.backends import Result
+    from mailer.outbox.worker import record
+
+    [outbox_id] = queue(session, "reader@example.org")
+    [mine] = claim_due(config, 10)
+    frozen_clock.advance(timedelta(seconds=config["delivery"]["lease_seconds"] + 1))
+    [theirs] = claim_due(config, 10)  # my lease ran out: another worker took the row over
+    assert theirs.id == outbox_id
+    tally = record(config, [Result(outbox_id, False, False, "451 4.3.0 try later")], mine.claimed_at)
+    assert tally.handled == 0
+    row = session.get(OutboxMessage, outbox_id)
+    assert (row.state, row.claimed_at, row.attempts) == (OutboxState.sending, theirs.claimed_at, 0)

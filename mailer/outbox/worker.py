@@ -1,7 +1,9 @@
 """The delivery worker: claims due outbox rows, hands them to a backend, records each result.
 
 Claiming and recording are separate short transactions in the worker's own sessions, so a crash leaves rows in `sending`;
-their lease runs out and another pass picks them up again (resume, never skip).
+their lease runs out and another pass picks them up again (resume, never skip). A worker whose batch runs
+long renews its lease as it goes, and writes results only for rows still under its own claim, so a slow
+relay cannot make two workers send the same message.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import or_, select, update
@@ -74,13 +76,39 @@ def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
     return rows
 
 
+# Messages handed to the backend between two looks at the lease.
+LEASE_CHECK_EVERY = 20
+
+
+def renew_lease(config: Config, ids: list[int], claimed_at: datetime) -> tuple[set[int], datetime]:
+    """Extend our claim on `ids` if it is getting old; return the ids still ours and the claim's new stamp.
+
+    A row whose claim is no longer `claimed_at` was taken over by another worker after our lease ran
+    out: it is theirs to send now, not ours.
+    """
+    now = clock.now()
+    if not ids or now - claimed_at < timedelta(seconds=config["delivery"]["lease_seconds"]) / 3:
+        return set(ids), claimed_at
+    with db.session.session_factory.begin() as session:
+        ours = set(session.scalars(select(OutboxMessage.id).where(
+            OutboxMessage.id.in_(ids), OutboxMessage.state == OutboxState.sending,
+            OutboxMessage.claimed_at == claimed_at)))
+        if ours:
+            session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ours)).values(claimed_at=now))
+    return ours, now
+
+
 def envelope_for(config: Config, row: OutboxMessage, secret: str) -> Envelope:
     """The envelope for one row; `secret` signs the VERP token when `mail.return_path` asks for one."""
     return Envelope(row.id, verp.envelope_sender(config, row.id, secret), row.recipient, row.content or b"")
 
 
-def record(config: Config, results: list[Result]) -> Tally:
-    """Write each result back: sent, retry later, or failed for good (a refused address is suppressed)."""
+def record(config: Config, results: list[Result], claimed_at: datetime | None = None) -> Tally:
+    """Write each result back: sent, retry later, or failed for good (a refused address is suppressed).
+
+    With `claimed_at`, only rows still under that claim are written: a row another worker took over
+    is left to it.
+    """
     now = clock.now()
     max_attempts = config["delivery"]["max_attempts"]
     tally = Tally()
@@ -90,7 +118,7 @@ def record(config: Config, results: list[Result]) -> Tally:
         if sent_ids:
             # The common case is one statement for the whole batch, not a row at a time.
             tally.sent = session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids))
+                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids), *_still_ours(claimed_at))
                 .values(state=OutboxState.sent, sent_at=now, last_error="", claimed_at=None,
                         attempts=OutboxMessage.attempts + 1)
             ).rowcount
@@ -98,7 +126,7 @@ def record(config: Config, results: list[Result]) -> Tally:
             return tally
         by_id = {row.id: row for row in session.scalars(
             select(OutboxMessage).options(defer(OutboxMessage.content))
-            .where(OutboxMessage.id.in_([result.outbox_id for result in failures])))}
+            .where(OutboxMessage.id.in_([result.outbox_id for result in failures]), *_still_ours(claimed_at)))}
         for result in failures:
             row = by_id.get(result.outbox_id)
             if row is None:
@@ -115,6 +143,12 @@ def record(config: Config, results: list[Result]) -> Tally:
             if result.is_bounce:
                 _suppress_bounced(session, row.recipient, result.error, now)
     return tally
+
+
+def _still_ours(claimed_at: datetime | None) -> tuple:
+    if claimed_at is None:
+        return ()
+    return (OutboxMessage.state == OutboxState.sending, OutboxMessage.claimed_at == claimed_at)
 
 
 def _suppress_bounced(session, address: str, error: str, now) -> None:
@@ -161,14 +195,25 @@ def run_once(config: Config, backend: Backend) -> Tally:
         rows = claim_due(config, batch_size)
         if not rows:
             return total
+        claimed_at = rows[0].claimed_at
         withdrawn = suppressed_bulk(rows)
-        results = [Result(row.id, False, True, f"not sent: the address was {reason} after this was queued")
-                   for row in rows if (reason := withdrawn.get(row.id))]
-        results += backend.send([envelope_for(config, row, secret) for row in rows if row.id not in withdrawn])
-        tally = record(config, results)
-        total.sent += tally.sent
-        total.retrying += tally.retrying
-        total.failed += tally.failed
+        tallies = [record(config, [
+            Result(row.id, False, True, f"not sent: the address was {reason} after this was queued")
+            for row in rows if (reason := withdrawn.get(row.id))], claimed_at)]
+        to_send = [row for row in rows if row.id not in withdrawn]
+        # Sent rows are recorded at the end of the batch, so the renewal covers them too.
+        unrecorded = [row.id for row in to_send]
+        results: list[Result] = []
+        while to_send:
+            ours, claimed_at = renew_lease(config, unrecorded, claimed_at)
+            to_send = [row for row in to_send if row.id in ours]
+            chunk, to_send = to_send[:LEASE_CHECK_EVERY], to_send[LEASE_CHECK_EVERY:]
+            results += backend.send([envelope_for(config, row, secret) for row in chunk])
+        tallies.append(record(config, results, claimed_at))
+        for tally in tallies:
+            total.sent += tally.sent
+            total.retrying += tally.retrying
+            total.failed += tally.failed
 
 
 class WorkerThread(threading.Thread):
