@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 
@@ -98,6 +99,22 @@ def current_app_for_cli(*, needs_schema: bool = True):
         if needs_schema:
             migrate.require_current(root.obj["app"].extensions["engine"])
     return root.obj["app"]
+
+
+def echo_rows(rows: list[dict], *, as_json: bool, empty: str, line) -> None:
+    """Print rows as JSON for scripts, or one `line(row)` each for people; say how to add one when empty."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(empty, err=True)
+    for row in rows:
+        click.echo(line(row))
+
+
+def minute(iso: str | None) -> str:
+    """'2026-11-21 22:29' from an ISO timestamp (or 'never')."""
+    return (iso or "never")[:16].replace("T", " ")
 
 
 @click.group(cls=MailerGroup, name="mailer")

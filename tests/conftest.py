@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
-import mailbox
 import os
 import shutil
 import smtplib
@@ -222,7 +221,6 @@ def smtp_server():
 
 def read_maildir(path: str | Path) -> list[email.message.EmailMessage]:
     """Every message in the Maildir's new/, oldest first, parsed as a mail client would."""
-    box = mailbox.Maildir(str(path), create=False)
     files = sorted((Path(path) / "new").iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))
     return [email.message_from_bytes(p.read_bytes(), policy=email.policy.default) for p in files]
 

@@ -245,7 +245,6 @@ def test_private_addresses_can_be_refused(runner, session, feed_server, database
     redirect, that leads to loopback, a private network or link-local (cloud metadata) is refused
     before a byte is sent."""
     from mailer.app import create_app
-    from mailer.cli import cli
     from tests.conftest import make_config
 
     feed_server.routes["/rss"] = static(HOSTILE_RSS, content_type="application/rss+xml")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from mailer import db
 from mailer.articles import importer, queries
-from mailer.cli import app_context
+from mailer.cli import app_context, echo_rows, minute
 from mailer.errors import ArticleError, MailerError
 
 
@@ -58,12 +57,7 @@ def import_(paths):
 @app_context
 def list_(as_json, limit):
     """One row per article, newest first: id, published time, slug, topics."""
-    rows = [queries.as_row(a) for a in queries.latest(db.session, limit)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("no articles yet: `mailer articles import FILE…` or `mailer feeds add URL`", err=True)
-    for row in rows:
-        click.echo(f"{row['id']:>5}  {row['published_at'][:16].replace('T', ' ')}  {row['slug']}  "
-                   f"[{', '.join(row['topics'])}]  {row['title']}")
+    echo_rows([queries.as_row(a) for a in queries.latest(db.session, limit)], as_json=as_json,
+              empty="no articles yet: `mailer articles import FILE…` or `mailer feeds add URL`",
+              line=lambda row: f"{row['id']:>5}  {minute(row['published_at'])}  {row['slug']}  "
+                               f"[{', '.join(row['topics'])}]  {row['title']}")

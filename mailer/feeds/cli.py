@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 from sqlalchemy import select
 
 from mailer import db
-from mailer.cli import app_context
+from mailer.cli import app_context, echo_rows, minute
 from mailer.feeds import operations, tasks
 from mailer.feeds.models import Feed
 
@@ -64,12 +63,7 @@ def list_(as_json):
         "last_polled_at": f.last_polled_at.isoformat() if f.last_polled_at else None,
         "last_error": f.last_error,
     } for f in db.session.scalars(select(Feed).order_by(Feed.id))]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("no feeds yet: add one with `mailer feeds add URL`", err=True)
-    for row in rows:
-        polled = (row["last_polled_at"] or "never")[:16].replace("T", " ")
-        error = f"  failed: {row['last_error']}" if row["last_error"] else ""
-        click.echo(f"{row['id']:>5}  {polled:16}  {row['url']}  [{', '.join(row['topics'])}]{error}")
+    echo_rows(rows, as_json=as_json, empty="no feeds yet: add one with `mailer feeds add URL`",
+              line=lambda row: f"{row['id']:>5}  {minute(row['last_polled_at']):16}  {row['url']}  "
+                               f"[{', '.join(row['topics'])}]"
+                               + (f"  failed: {row['last_error']}" if row["last_error"] else ""))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 
 import click
 
 from mailer import db
-from mailer.cli import app_context
+from mailer.cli import app_context, echo_rows, minute
 from mailer.topics import operations, queries
 
 
@@ -33,11 +32,6 @@ def add(slug, title, description):
 @app_context
 def list_(as_json):
     """One row per topic: id, time created, slug, title."""
-    rows = [queries.as_row(t) for t in queries.all_topics(db.session)]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    if not rows:
-        click.echo("no topics yet: add one with `mailer topics add SLUG`", err=True)
-    for row in rows:
-        click.echo(f"{row['id']:>5}  {row['created_at'][:16].replace('T', ' ')}  {row['slug']}  {row['title']}")
+    echo_rows([queries.as_row(t) for t in queries.all_topics(db.session)], as_json=as_json,
+              empty="no topics yet: add one with `mailer topics add SLUG`",
+              line=lambda row: f"{row['id']:>5}  {minute(row['created_at'])}  {row['slug']}  {row['title']}")
