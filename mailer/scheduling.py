@@ -21,6 +21,10 @@ _app = None
 # Built-in recurring jobs: id -> (task, trigger, trigger arguments).
 BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     "poll-feeds": ("mailer.feeds.tasks:poll_all", "interval", {"minutes": 15}),
+    # Digest schedules are rows this job reads each minute (at second 0), not jobs of their own:
+    # APScheduler 3 does not poll its job store, so a job `mailer digests schedule` added from
+    # another process would wait for this scheduler's next wake-up; a row is seen within a minute.
+    "send-due-digests": ("mailer.digests.tasks:send_due_digests", "cron", {"minute": "*"}),
 }
 
 

@@ -20,7 +20,8 @@ def test_builtin_jobs_are_stored_in_the_database(app, session):
     finally:
         scheduler.shutdown(wait=False)
     with app.extensions["engine"].connect() as conn:
-        assert conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars().all() == ["poll-feeds"]
+        assert sorted(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars()) == sorted(scheduling.BUILTIN_JOBS)
+        assert sorted(scheduling.BUILTIN_JOBS) == ["poll-feeds", "send-due-digests"]
 
 
 def test_starting_twice_keeps_one_copy_of_each_job(app, session):
@@ -31,7 +32,7 @@ def test_starting_twice_keeps_one_copy_of_each_job(app, session):
         scheduler.start(paused=True)
         scheduler.shutdown(wait=False)
     with app.extensions["engine"].connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == 1
+        assert conn.execute(text("SELECT count(*) FROM apscheduler_jobs")).scalar() == len(scheduling.BUILTIN_JOBS)
 
 
 def test_a_task_runs_inside_the_app(app, session):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
 import click
 from flask import current_app
 
 from mailer import db
-from mailer.cli import app_context
-from mailer.digests import operations, queries
-from mailer.digests.models import Send
+from mailer.cli import app_context, echo_rows, minute
+from mailer.digests import operations, queries, schedules
+from mailer.digests.models import DigestSchedule, Send
 from mailer.errors import NotFound
 from mailer.links import queries as link_queries
 
@@ -48,6 +51,55 @@ def send_digest(send_id):
     queued = operations.queue(session, send)
     session.commit()
     click.echo(f"queued send {send.id} to {queued} recipient(s)")
+
+
+@digests.command("schedule")
+@click.option("--cron", metavar="EXPR", help='When, as a crontab line: "0 9 * * MON" is Mondays at 09:00.')
+@click.option("--tz", metavar="ZONE", help="The time zone the times are in (default: scheduler.timezone).")
+@click.option("--remove", "remove_id", type=int, metavar="ID", help="Remove schedule ID.")
+@click.option("--json", "as_json", is_flag=True, help="List the schedules as JSON.")
+@app_context
+def schedule(cron, tz, remove_id, as_json):
+    """Add a recurring digest (--cron), remove one (--remove ID), or list them (no option).
+
+    Each time the schedule fires, the scheduler composes a digest of the articles new since the last
+    one and queues it, as `digests compose --send-now` does; with nothing new it sends nothing.
+    """
+    session = db.session
+    if remove_id is not None:
+        if cron is not None or tz is not None:
+            raise click.UsageError("--remove takes no --cron or --tz")
+        schedules.remove(session, remove_id)
+        session.commit()
+        click.echo(f"removed schedule {remove_id}")
+        return
+    if cron is None:
+        if tz is not None:
+            raise click.UsageError('--tz goes with --cron: --cron "0 9 * * MON" --tz Europe/London')
+        echo_rows([_schedule_row(s) for s in schedules.all_schedules(session)], as_json=as_json,
+                  empty='no schedules yet: `mailer digests schedule --cron "0 9 * * MON"` adds one',
+                  line=_schedule_line)
+        return
+    timezone = tz if tz is not None else current_app.config["MAILER"]["scheduler"]["timezone"]
+    added = schedules.add(session, cron, timezone)
+    session.commit()
+    click.echo(f"added schedule {_schedule_line(_schedule_row(added))}")
+    click.echo("the scheduler (`mailer serve`, or `mailer scheduler`) sends it; "
+               "`mailer digests schedule` lists schedules")
+
+
+def _schedule_row(schedule: DigestSchedule) -> dict:
+    return {"id": schedule.id, "cron": schedule.cron, "timezone": schedule.timezone,
+            "next_run_at": schedule.next_run_at.astimezone(UTC).isoformat(),
+            "last_run_at": schedule.last_run_at.isoformat() if schedule.last_run_at else None}
+
+
+def _schedule_line(row: dict) -> str:
+    """'1  "0 9 * * MON" Europe/London  next Mon 2026-11-30 09:00 GMT (09:00 UTC)'."""
+    next_run_at = datetime.fromisoformat(row["next_run_at"]).astimezone(UTC)
+    local = next_run_at.astimezone(ZoneInfo(row["timezone"]))
+    return (f"{row['id']}\t\"{row['cron']}\" {row['timezone']}\t"
+            f"next {local:%a %Y-%m-%d %H:%M %Z} ({next_run_at:%H:%M} UTC)\tlast {minute(row['last_run_at'])}")
 
 
 @click.command("stats")

@@ -74,3 +74,20 @@ class Click(Base):
     clicked_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     link: Mapped[Link] = relationship()
+
+
+class DigestSchedule(Base):
+    """A recurring digest: a cron expression read in a time zone.
+
+    The scheduler's one-minute job runs every schedule whose next_run_at has come; the slot it ran is
+    also the Send's slot_key, so a slot run twice still sends one digest.
+    """
+
+    __tablename__ = "digest_schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cron: Mapped[str] = mapped_column(String(100))  # as the editor typed it, e.g. "0 9 * * MON"
+    timezone: Mapped[str] = mapped_column(String(64))  # an IANA name, e.g. "Europe/London"
+    next_run_at: Mapped[datetime] = mapped_column(index=True)  # the next slot, in UTC
+    last_run_at: Mapped[datetime | None]  # the last slot run (a digest sent, or nothing new)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
