@@ -45,7 +45,7 @@ def make_scheduler(app, blocking: bool = False):
     scheduler = cls(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job_id, (task, trigger, args) in BUILTIN_JOBS.items():
-        scheduler.add_job(run_task, trigger, args=[task], id=job_id, replace_existing=True, **args)
+        scheduler.add_job(run_task, trigger, args=[task], id=job_id, name=job_id, replace_existing=True, **args)
     return scheduler
 
 

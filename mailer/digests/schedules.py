@@ -142,7 +142,9 @@ def run_due(session: Session, schedule_id: int) -> SlotRun:
     coalesced into the latest one; a slot more than LATE_SLOT_GRACE late is skipped.
     """
     now = clock.now()
-    schedule = session.scalar(select(DigestSchedule).where(DigestSchedule.id == schedule_id).with_for_update())
+    # populate_existing: the locked row as it is now, not as this session may have seen it earlier.
+    schedule = session.scalar(select(DigestSchedule).where(DigestSchedule.id == schedule_id)
+                              .with_for_update().execution_options(populate_existing=True))
     if schedule is None or schedule.next_run_at > now:  # removed, or another scheduler ran it first
         return SlotRun(schedule_id, None, note="not due")
     trigger = trigger_for(schedule.cron, schedule.timezone)
