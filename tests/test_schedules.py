@@ -100,6 +100,7 @@ def test_the_zone_defaults_to_scheduler_timezone(database_url, tmp_path, frozen_
     (["--tz", "Europe/London"], "--tz goes with --cron"),
     (["--remove", "1", "--cron", "0 9 * * MON"], "--remove takes no --cron"),
     (["--remove", "99"], "no schedule with id 99"),
+    (["--remove", "abc"], "'abc' is not a valid integer"),
 ])
 def test_bad_input_is_one_line_and_stores_nothing(runner, session, args, reason):
     result = runner.invoke(["digests", "schedule", *args])
