@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import click
@@ -90,16 +90,17 @@ def schedule(cron, tz, remove_id, as_json):
 
 def _schedule_row(schedule: DigestSchedule) -> dict:
     return {"id": schedule.id, "cron": schedule.cron, "timezone": schedule.timezone,
-            "next_run_at": schedule.next_run_at.astimezone(UTC).isoformat(),
+            "next_run_at": schedule.next_run_at.isoformat(),
             "last_run_at": schedule.last_run_at.isoformat() if schedule.last_run_at else None}
 
 
 def _schedule_line(row: dict) -> str:
     """'1  "0 9 * * MON" Europe/London  next Mon 2026-11-30 09:00 GMT (09:00 UTC)'."""
-    next_run_at = datetime.fromisoformat(row["next_run_at"]).astimezone(UTC)
+    next_run_at = datetime.fromisoformat(row["next_run_at"])
     local = next_run_at.astimezone(ZoneInfo(row["timezone"]))
+    last = f"{minute(row['last_run_at'])} UTC" if row["last_run_at"] else "never"
     return (f"{row['id']}\t\"{row['cron']}\" {row['timezone']}\t"
-            f"next {local:%a %Y-%m-%d %H:%M %Z} ({next_run_at:%H:%M} UTC)\tlast {minute(row['last_run_at'])}")
+            f"next {local:%a %Y-%m-%d %H:%M %Z} ({next_run_at:%H:%M} UTC)\tlast {last}")
 
 
 @click.command("stats")
