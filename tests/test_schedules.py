@@ -30,11 +30,19 @@ def count(session, model) -> int:
 
 
 def fire_times(trigger, after: datetime, n: int) -> list[datetime]:
-    """The trigger's next n fire times after `after`, as the scheduler would find them one by one."""
+    """The trigger's next n fire times after `after`, as APScheduler finds them one by one."""
     times, previous = [], None
     for _ in range(n):
         previous = trigger.get_next_fire_time(previous, previous + timedelta(microseconds=1) if previous else after)
         times.append(previous)
+    return times
+
+
+def slots(trigger, after: datetime, n: int) -> list[datetime]:
+    """A schedule's next n slots after `after`, as the digest job moves from one to the next."""
+    times = [trigger.get_next_fire_time(None, after).astimezone(UTC)]
+    while len(times) < n:
+        times.append(schedules.following_slot(trigger, times[-1]))
     return times
 
 
@@ -138,9 +146,28 @@ def test_monday_is_monday():
 ])
 def test_a_london_schedule_fires_at_nine_local_across_the_clock_change(after, expected_utc):
     trigger = schedules.trigger_for("0 9 * * MON", "Europe/London")
-    times = fire_times(trigger, after, 4)
+    times = slots(trigger, after, 4)
+    assert times == fire_times(trigger, after, 4)
     assert [(t.astimezone(LONDON).hour, t.astimezone(LONDON).strftime("%a")) for t in times] == [(9, "Mon")] * 4
     assert [(t.astimezone(UTC).month, t.astimezone(UTC).day, t.astimezone(UTC).hour) for t in times] == expected_utc
+
+
+def test_a_local_time_that_happens_twice_is_one_slot():
+    """01:30 happens twice in London on 2026-10-25 (BST, then GMT): one digest, as cron would send.
+    APScheduler alone would fire at both."""
+    trigger = schedules.trigger_for("30 1 * * SUN", "Europe/London")
+    after = datetime(2026, 10, 17, tzinfo=UTC)
+    assert slots(trigger, after, 3) == [datetime(2026, 10, 18, 0, 30, tzinfo=UTC),
+                                        datetime(2026, 10, 25, 0, 30, tzinfo=UTC),
+                                        datetime(2026, 11, 1, 1, 30, tzinfo=UTC)]
+    assert fire_times(trigger, after, 3)[2].astimezone(UTC) == datetime(2026, 10, 25, 1, 30, tzinfo=UTC)
+
+
+def test_a_local_time_the_clocks_skip_fires_an_hour_later():
+    """01:30 does not exist in London on 2027-03-28: that Sunday's slot is 02:30 BST."""
+    trigger = schedules.trigger_for("30 1 * * SUN", "Europe/London")
+    assert slots(trigger, datetime(2027, 3, 27, tzinfo=UTC), 2) == [datetime(2027, 3, 28, 1, 30, tzinfo=UTC),
+                                                                    datetime(2027, 4, 4, 0, 30, tzinfo=UTC)]
 
 
 # ---- the job ----------------------------------------------------------------------------------------
@@ -268,6 +295,15 @@ def test_a_slot_hours_late_is_skipped_and_its_articles_wait(app, session, frozen
     frozen_clock.advance(timedelta(days=7) - timedelta(hours=5))
     tasks.send_due_digests()
     assert len(session.scalar(select(Send)).articles) == 3
+
+
+def test_the_job_moves_a_schedule_past_a_repeated_local_time(app, session, frozen_clock):
+    frozen_clock.freeze(datetime(2026, 10, 24, 12, 0, tzinfo=UTC))
+    add_schedule(session, "30 1 * * SUN", "Europe/London")
+    session.remove()
+    frozen_clock.freeze(datetime(2026, 10, 25, 0, 30, tzinfo=UTC))  # 01:30 BST, the first 01:30
+    tasks.send_due_digests()
+    assert session.get(DigestSchedule, 1).next_run_at == datetime(2026, 11, 1, 1, 30, tzinfo=UTC)
 
 
 def test_a_removed_schedule_sends_nothing(app, session, frozen_clock):

@@ -150,7 +150,7 @@ def run_due(session: Session, schedule_id: int) -> SlotRun:
     trigger = trigger_for(schedule.cron, schedule.timezone)
     slot_at = _latest_slot(trigger, schedule.next_run_at, now)
     schedule.last_run_at = slot_at
-    schedule.next_run_at = _following(trigger, slot_at)  # slot_at is the last one by now, so after now
+    schedule.next_run_at = following_slot(trigger, slot_at)  # slot_at is the last one by now, so after now
     if now - slot_at > LATE_SLOT_GRACE:
         return SlotRun(schedule.id, slot_at, note=f"skipped: {now - slot_at} late (the scheduler was not running); "
                                                   f"its articles go in the next digest")
@@ -178,11 +178,27 @@ def send_slot(session: Session, schedule_id: int, slot_at: datetime) -> SlotRun:
 
 def _latest_slot(trigger: CronTrigger, slot_at: datetime, now: datetime) -> datetime:
     """The last slot at or before now, starting from the stored one (several if the scheduler was down)."""
-    while (following := _following(trigger, slot_at)) <= now:
+    while (following := following_slot(trigger, slot_at)) <= now:
         slot_at = following
     return slot_at
 
 
-def _following(trigger: CronTrigger, slot_at: datetime) -> datetime:
-    """The slot after slot_at, in UTC. (APScheduler's `now` argument is where the search starts.)"""
-    return trigger.get_next_fire_time(slot_at, slot_at + timedelta(microseconds=1)).astimezone(UTC)
+def following_slot(trigger: CronTrigger, slot_at: datetime) -> datetime:
+    """The slot after slot_at, in UTC.
+
+    A local time that happens twice when the clocks go back (01:30 on the last Sunday of October in
+    London) is one slot, as in cron: APScheduler alone fires at both.
+    """
+    def after(moment: datetime) -> datetime:
+        # In UTC: local-time arithmetic would move 01:30 (second time round) back to the first.
+        # APScheduler's `now` argument is where its search starts.
+        moment = moment.astimezone(UTC)
+        return trigger.get_next_fire_time(moment, moment + timedelta(microseconds=1))
+
+    def wall_clock(moment: datetime) -> datetime:
+        return moment.astimezone(trigger.timezone).replace(tzinfo=None)
+
+    following = after(slot_at)
+    if wall_clock(following) == wall_clock(slot_at):
+        following = after(following)
+    return following.astimezone(UTC)
