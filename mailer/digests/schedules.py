@@ -7,7 +7,6 @@ Send whose unique slot_key names the schedule and the slot, so a slot run twice 
 
 from __future__ import annotations
 
-import logging
 import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,8 +19,6 @@ from mailer import clock
 from mailer.digests import operations
 from mailer.digests.models import DigestSchedule, Send
 from mailer.errors import DigestError, NotFound
-
-log = logging.getLogger(__name__)
 
 # A slot found this late (the scheduler was down) is skipped, not sent at an odd hour: its articles
 # go out in the next digest anyway. The same grace as the scheduler's own jobs.
@@ -130,7 +127,8 @@ class SlotRun:
     def line(self) -> str:
         slot = f"{self.slot_at:%Y-%m-%d %H:%M} UTC" if self.slot_at else "no slot"
         if self.send is not None:
-            return f"schedule {self.schedule_id}, slot {slot}: digest {self.send.id} queued to {self.recipients} recipient(s)"
+            return (f"schedule {self.schedule_id}, slot {slot}: "
+                    f"digest {self.send.id} queued to {self.recipients} recipient(s)")
         return f"schedule {self.schedule_id}, slot {slot}: {self.note}"
 
 
