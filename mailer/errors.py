@@ -41,5 +41,9 @@ class DigestError(MailerError):
     pass
 
 
+class AlertError(MailerError):
+    pass
+
+
 class TopicError(MailerError):
     pass
