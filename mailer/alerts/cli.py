@@ -32,7 +32,7 @@ def send(article_id, topics, again):
     if alert is None:
         session.rollback()
         click.echo(f"nothing sent: no confirmed, unpaused, unsuppressed subscriber among "
-                   f"{operations.describe(chosen)}")
+                   f"{operations.describe(chosen)} who has not had this article as an alert yet")
         return
     session.commit()
     click.echo(f"alert {alert.id}: {alert.subject}")

@@ -53,7 +53,8 @@ def send_alert(session: Session, article: Article, topics: list[Topic], *, again
     """Queue the alert to everyone it reaches, ahead of queued digests; None when it reaches nobody.
 
     Refuses an article already alerted to exactly these topics unless `again`: a second run of the
-    same command (a retried cron job, two editors) must not mail people twice.
+    same command (a retried cron job, two editors) must not mail people twice. To other topics, it
+    goes only to readers no earlier alert of the article reached (with `again`: to all of them).
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key, :article)"),
@@ -64,13 +65,14 @@ def send_alert(session: Session, article: Article, topics: list[Topic], *, again
         raise AlertError(f"article {article.id} already went out as alert {earlier.id} to "
                          f"{', '.join(sorted(slugs)) or 'readers who follow every topic'} "
                          f"on {earlier.created_at:%Y-%m-%d %H:%M} UTC; add --again to send it once more")
-    if not queries.audience(session, slugs):
+    reached = set() if again else queries.already_alerted(session, article.id)
+    if all(recipient.id in reached for recipient in queries.audience(session, slugs)):
         return None
     now = clock.now()
     send = send_operations.create_send(session, SendKind.alert, [article],
                                        slug_text=f"{now:%Y-%m-%d}-urgent-{article.title}", created_at=now,
                                        topics=topics)
-    send_operations.queue(session, send)
+    send_operations.queue(session, send, skip=reached)
     return send
 
 

@@ -9,6 +9,7 @@ from mailer.alerts.compose import reaches
 from mailer.articles.models import Article
 from mailer.digests import queries as send_queries
 from mailer.digests.models import Send, SendArticle, SendKind
+from mailer.outbox.models import OutboxMessage
 from mailer.topics.models import Topic
 
 
@@ -33,3 +34,13 @@ def same_alert(session: Session, article_id: int, topic_slugs: frozenset[str]) -
         .where(Send.kind == SendKind.alert, SendArticle.article_id == article_id)
         .options(selectinload(Send.topics)).order_by(Send.id.desc()))
     return next((send for send in alerts if frozenset(t.slug for t in send.topics) == topic_slugs), None)
+
+
+def already_alerted(session: Session, article_id: int) -> set[int]:
+    """Subscribers who were queued an earlier alert of this article (to any topics)."""
+    return set(session.scalars(
+        select(OutboxMessage.subscriber_id).distinct()
+        .join(Send, Send.id == OutboxMessage.send_id)
+        .join(SendArticle, SendArticle.send_id == Send.id)
+        .where(Send.kind == SendKind.alert, SendArticle.article_id == article_id,
+               OutboxMessage.subscriber_id.is_not(None))))

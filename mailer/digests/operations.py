@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from flask import current_app
@@ -109,13 +109,13 @@ def plan(session: Session, send: Send) -> list[TopicSetPlan]:
                                            key=lambda item: sorted(item[0]))]
 
 
-def queue(session: Session, send: Send) -> int:
+def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
     """Queue the send to every eligible subscriber it has something for; return how many were queued.
 
     Renders once per distinct topic set (a digest: the new articles in those topics; an alert: to
     readers of its topics) and personalises each copy by substitution. A subscriber already holding
-    this send in the outbox is skipped (the dedupe key makes that a constraint too). An alert's rows
-    go ahead of any digest rows still waiting in the outbox.
+    this send in the outbox is skipped (the dedupe key makes that a constraint too), and so is any
+    subscriber id in `skip`. An alert's rows go ahead of any digest rows still waiting in the outbox.
     """
     # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
     session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
@@ -127,7 +127,7 @@ def queue(session: Session, send: Send) -> int:
     views = article_views(session, send, placeholders)
     settings = DigestSettings(config, archive_url(config, send), placeholders)
     open_link_id = _open_link_id(session, send)
-    done = queries.already_queued(session, send.id)
+    done = queries.already_queued(session, send.id) | set(skip)
     compose = _composer(send)
     priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
     queued, pending = 0, []
