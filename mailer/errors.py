@@ -22,7 +22,11 @@ class InvalidToken(MailerError):
 
 
 class SubscriberError(MailerError):
-    pass
+    """A subscriber's input or state is wrong; `field` names the form field it belongs to, if any."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class DeliveryError(MailerError):

@@ -43,27 +43,27 @@ def normalise_email(raw: str) -> str:
     """The address as we store it (email-validator's normalised form); SubscriberError when invalid."""
     raw = (raw or "").strip()
     if not raw:
-        raise SubscriberError("Please enter your email address.")
+        raise SubscriberError("Please enter your email address.", field="email")
     if len(raw) > MAX_EMAIL:
-        raise SubscriberError(f"An email address cannot be longer than {MAX_EMAIL} characters.")
+        raise SubscriberError(f"An email address cannot be longer than {MAX_EMAIL} characters.", field="email")
     if "\r" in raw or "\n" in raw:
-        raise SubscriberError("An email address cannot contain line breaks.")
+        raise SubscriberError("An email address cannot contain line breaks.", field="email")
     try:
         # IDN domains are fine (sent as xn--); a non-ASCII local part needs SMTPUTF8, which many servers lack.
         return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
-        raise SubscriberError(f"That email address is not valid: {exc}") from None
+        raise SubscriberError(f"That email address is not valid: {exc}", field="email") from None
 
 
 def clean_name(raw: str) -> str:
     name = (raw or "").strip()
     if "\r" in name or "\n" in name:
-        raise SubscriberError("Your name cannot contain line breaks.")
+        raise SubscriberError("Your name cannot contain line breaks.", field="name")
     # NUL and other control characters: PostgreSQL refuses NUL, and none belongs in a mail header.
     if any(unicodedata.category(c) == "Cc" for c in name):
-        raise SubscriberError("Your name cannot contain control characters.")
+        raise SubscriberError("Your name cannot contain control characters.", field="name")
     if len(name) > MAX_NAME:
-        raise SubscriberError(f"Your name cannot be longer than {MAX_NAME} characters.")
+        raise SubscriberError(f"Your name cannot be longer than {MAX_NAME} characters.", field="name")
     return name
 
 
@@ -99,11 +99,11 @@ def _topics(session: Session, slugs: list[str]) -> list[Topic]:
         return []
     malformed = sorted(_printable(slug) for slug in slugs if not SLUG_RE.fullmatch(slug))
     if malformed:  # never a topic, and NUL in a query parameter is an error on PostgreSQL
-        raise SubscriberError(f"Unknown topic: {', '.join(malformed)}")
+        raise SubscriberError(f"Unknown topic: {', '.join(malformed)}", field="topics")
     found = list(session.scalars(select(Topic).where(Topic.slug.in_(slugs)).order_by(Topic.slug)))
     unknown = set(slugs) - {t.slug for t in found}
     if unknown:
-        raise SubscriberError(f"Unknown topic: {', '.join(sorted(unknown))}")
+        raise SubscriberError(f"Unknown topic: {', '.join(sorted(unknown))}", field="topics")
     return found
 
 

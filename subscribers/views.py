@@ -60,7 +60,7 @@ def subscribe():
             _sign_up(form, meta)
         except SubscriberError as exc:
             db.session.rollback()
-            field = form.name if "name" in str(exc) else form.topics if "topic" in str(exc) else form.email
+            field = getattr(form, exc.field or "email")
             field.errors = [*field.errors, str(exc)]
         else:
             return redirect(url_for("subscribers.thanks"))

@@ -364,3 +364,14 @@ def test_a_csrf_token_from_another_browser_is_refused(app, session):
     response = ours.post("/subscribe", data=form)
     assert response.status_code == 400
     assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_an_address_error_is_shown_at_the_address_field_whatever_its_wording(client, session):
+    """email-validator's reason for a reserved domain mentions a "name": it still belongs to the address."""
+    form = {"csrf_token": csrf_token(client), "email": "reader@example.invalid", "consent": "y"}
+    response = client.post("/subscribe", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    error = re.search(r'<p class="error" id="([\w-]+)-error" role="alert">([^<]*)</p>', page)
+    assert error.group(1) == "email" and "special-use or reserved name" in error.group(2)
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
