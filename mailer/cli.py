@@ -225,6 +225,7 @@ def scheduler():
 
 
 def _register_domain_commands() -> None:
+    from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
     from mailer.digests.cli import digests, stats
     from mailer.feeds.cli import feeds
@@ -236,6 +237,7 @@ def _register_domain_commands() -> None:
     cli.add_command(articles)
     cli.add_command(feeds)
     cli.add_command(digests)
+    cli.add_command(alerts)
     cli.add_command(stats)
 
 

@@ -44,18 +44,39 @@ class WireHeader(UnstructuredHeader):
         kwds["decoded"] = value  # as given: decoding the encoded words would only have them encoded again
 
     def fold(self, *, policy) -> str:
-        lines = [f"{self.name}:"]
-        for word in self.split(" "):
-            if len(lines[-1]) + 1 + len(word) > policy.max_line_length and lines[-1].strip(" :") != self.name:
-                lines.append("")
-            lines[-1] += f" {word}"
-        return policy.linesep.join(lines) + policy.linesep
+        return _fold_at_spaces(self.name, str(self), policy)
+
+
+class SubjectHeader(UnstructuredHeader):
+    """Subject, folded at the spaces between words when it is plain ASCII.
+
+    The stdlib breaks a subject of 70 to 77 characters straight after "Subject:", and its own parser
+    (like some mail clients) then reads a leading space into the subject. Non-ASCII text, and text
+    that looks like an encoded word, is left to the stdlib, which encodes it.
+    """
+
+    def fold(self, *, policy) -> str:
+        value = str(self)
+        if not value.isascii() or "=?" in value:
+            return super().fold(policy=policy)
+        return _fold_at_spaces(self.name, value, policy)
+
+
+def _fold_at_spaces(name: str, value: str, policy) -> str:
+    """`Name: value` folded before a word that would pass the line length, never right after the colon."""
+    lines = [f"{name}:"]
+    for word in value.split(" "):
+        if len(lines[-1]) + 1 + len(word) > policy.max_line_length and lines[-1] != f"{name}:":
+            lines.append("")
+        lines[-1] += f" {word}"
+    return policy.linesep.join(lines) + policy.linesep
 
 
 def _header_registry() -> HeaderRegistry:
     registry = HeaderRegistry()
     registry.map_to_type("list-id", WireHeader)
     registry.map_to_type("list-unsubscribe", WireHeader)
+    registry.map_to_type("subject", SubjectHeader)
     return registry
 
 

@@ -45,5 +45,9 @@ class DigestError(MailerError):
     pass
 
 
+class AlertError(MailerError):
+    pass
+
+
 class TopicError(MailerError):
     pass

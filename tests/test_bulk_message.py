@@ -236,3 +236,17 @@ def test_list_id_is_a_phrase_and_an_identifier(frozen_clock, site_name, shown):
         assert not re.search(r'"[^"]*=\?|=\?[^"]*"', raw), raw  # no encoded word inside quotes
         assert all(len(line) <= 78 for line in head.split("\r\n"))
         assert str(parse(content)["List-Id"]) == f"{shown} <updates.news.example.org>"
+
+
+@pytest.mark.parametrize("length", range(60, 130, 3))
+def test_a_subject_is_folded_between_words_and_reads_back_unchanged(length):
+    """The stdlib alone folds a 70-77 character subject right after 'Subject:', and its parser then
+    reads a leading space into it."""
+    words = "Urgent: Two Dead And At Least 40 Detained As Chechen LGBT Purge Resumes in Argun and Grozny today"
+    subject = words[:length].rstrip()
+    raw = emails._fold("Subject", subject)
+    lines = raw.decode("ascii").split("\r\n")[:-1]
+    assert lines[0].startswith("Subject: ") and lines[0] != "Subject:"
+    assert all(len(line) <= 78 for line in lines)
+    parsed = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    assert parsed["Subject"] == subject

@@ -123,10 +123,11 @@ def summary_of(article: ArticleView) -> str:
     if article.summary.strip():
         return " ".join(article.summary.split())
     text = " ".join(html.unescape(nh3.clean(article.body_html, tags=set())).split())
-    return _shorten(text, SUMMARY_LENGTH)
+    return shorten(text, SUMMARY_LENGTH)
 
 
-def _shorten(text: str, limit: int) -> str:
+def shorten(text: str, limit: int) -> str:
+    """`text` cut at a word boundary to at most `limit` characters, with an ellipsis when cut."""
     if len(text) <= limit:
         return text
     return text[:limit].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
@@ -175,8 +176,8 @@ def _preheader(lead: ArticleView, rest: list[ArticleView]) -> str:
     """The grey line mail clients show after the subject."""
     if rest:
         also = "Also: " + "; ".join(a.title for a in rest)
-        return _shorten(also, PREHEADER_LENGTH)
-    return _shorten(summary_of(lead), PREHEADER_LENGTH)
+        return shorten(also, PREHEADER_LENGTH)
+    return shorten(summary_of(lead), PREHEADER_LENGTH)
 
 
 def personalise(parts: DigestParts, placeholders: Placeholders,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from mailer import clock
 from mailer.articles.models import Article
 from mailer.db import Base
+from mailer.topics.models import Topic
 
 
 class SendKind(str, enum.Enum):
@@ -26,6 +27,15 @@ class SendArticle(Base):
     send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True)
     article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(default=0)
+
+
+class SendTopic(Base):
+    """A topic an alert was addressed to: its followers, and readers who follow every topic, got it."""
+
+    __tablename__ = "send_topics"
+
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Send(Base):
@@ -47,6 +57,8 @@ class Send(Base):
     recipients_count: Mapped[int] = mapped_column(default=0)
 
     articles: Mapped[list[Article]] = relationship(secondary=SendArticle.__table__, order_by=SendArticle.position)
+    # An alert's audience (a digest has none: each reader gets the articles in the topics they follow).
+    topics: Mapped[list[Topic]] = relationship(secondary=SendTopic.__table__, order_by=Topic.slug)
 
 
 class Link(Base):

@@ -1,7 +1,11 @@
-"""Verbs of digests: compose the next one from new articles, and queue it to every eligible subscriber.
+"""Verbs of sends: compose the next digest from new articles, and queue a digest or an alert.
 
-Both only add rows to the caller's session; the caller commits (composing and queueing with
-`--send-now` is one transaction, so a crash leaves either a queued digest or nothing).
+A digest and an alert share one path: `create_send` adds the send with its tracked links,
+`queue` renders it once per topic set and puts a personalised copy per reader in the outbox, and
+the web version is stored on the send. They differ only in composition (`_composer`).
+
+Everything here only adds rows to the caller's session; the caller commits (composing and queueing
+with `--send-now` is one transaction, so a crash leaves either a queued digest or nothing).
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from flask import current_app
@@ -18,13 +22,16 @@ from sqlalchemy.orm import Session
 
 from mailer import clock, emails
 from mailer.config import Config
+from mailer.alerts.compose import compose_alert
+from mailer.articles.models import Article
 from mailer.digests import queries
-from mailer.digests.compose import (ActionView, ArticleView, DigestSettings, Placeholders, TopicView,
+from mailer.digests.compose import (ActionView, ArticleView, DigestParts, DigestSettings, Placeholders, TopicView,
                                     articles_for, compose_digest, personalise)
 from mailer.digests.models import Link, Send, SendArticle, SendKind
 from mailer.errors import DigestError
 from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
+from mailer.outbox.models import BULK_PRIORITY, URGENT_PRIORITY
 from mailer.outbox.operations import BulkRecipient, enqueue_many
 from subscribers import tokens as subscriber_tokens
 
@@ -55,7 +62,6 @@ def compose_next(session: Session) -> Send | None:
     Adds the Send, its SendArticle rows and one Link row per trackable link, and stores the
     archive (web) version. Nothing is queued.
     """
-    config = _config()
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMPOSE_LOCK})
     now = clock.now()
@@ -63,9 +69,21 @@ def compose_next(session: Session) -> Send | None:
     if not articles:
         return None
     previous = queries.last_digest(session)
-    send = Send(kind=SendKind.digest, slug=_unique_slug(session, f"{now:%Y-%m-%d}-{articles[0].title}"),
-                subject="", window_start_at=previous.window_end_at if previous else None,
-                window_end_at=now, created_at=now)
+    send = create_send(session, SendKind.digest, articles, slug_text=f"{now:%Y-%m-%d}-{articles[0].title}",
+                       window_start_at=previous.window_end_at if previous else None, window_end_at=now,
+                       created_at=now)
+    _store_archive(session, send)
+    return send
+
+
+def create_send(session: Session, kind: SendKind, articles: Sequence[Article], *, slug_text: str,
+                **fields) -> Send:
+    """Add a send carrying `articles`, with one Link row per trackable link; nothing is queued.
+
+    Every "Read more" and call to act becomes a Link, so clicks are counted per send and the
+    mail only ever points at /l/ tokens; `fields` are further Send columns (window, topics...).
+    """
+    send = Send(kind=kind, slug=_unique_slug(session, slug_text), subject="", **fields)
     session.add(send)
     session.flush()
     for position, article in enumerate(articles):
@@ -76,11 +94,10 @@ def compose_next(session: Session) -> Send | None:
         for action in article.actions:
             session.add(Link(send_id=send.id, article_id=article.id, url=action.url, label=action.label,
                              kind=action.kind.value))
-    if config["tracking"]["opens"]:
+    if _config()["tracking"]["opens"]:
         session.add(Link(send_id=send.id, url="", label="open", kind=OPEN))
     session.flush()
     session.expire(send, ["articles"])
-    _store_archive(session, send)
     return send
 
 
@@ -92,11 +109,13 @@ def plan(session: Session, send: Send) -> list[TopicSetPlan]:
                                            key=lambda item: sorted(item[0]))]
 
 
-def queue(session: Session, send: Send) -> int:
-    """Queue the digest to every eligible subscriber through the outbox; return how many were queued.
+def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
+    """Queue the send to every eligible subscriber it has something for; return how many were queued.
 
-    Renders once per distinct topic set and personalises each copy by substitution. A subscriber
-    already holding this send in the outbox is skipped (the dedupe key makes that a constraint too).
+    Renders once per distinct topic set (a digest: the new articles in those topics; an alert: to
+    readers of its topics) and personalises each copy by substitution. A subscriber already holding
+    this send in the outbox is skipped (the dedupe key makes that a constraint too), and so is any
+    subscriber id in `skip`. An alert's rows go ahead of any digest rows still waiting in the outbox.
     """
     # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
     session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
@@ -108,11 +127,13 @@ def queue(session: Session, send: Send) -> int:
     views = article_views(session, send, placeholders)
     settings = DigestSettings(config, archive_url(config, send), placeholders)
     open_link_id = _open_link_id(session, send)
-    done = queries.already_queued(session, send.id)
+    done = queries.already_queued(session, send.id) | set(skip)
+    compose = _composer(send)
+    priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
     queued, pending = 0, []
     for topic_set, group in queries.by_topic_set(queries.eligible_subscribers(session)).items():
-        parts = compose_digest(views, topic_set, settings)
-        if parts is None:  # nothing new in the topics this group follows
+        parts = compose(views, topic_set, settings)
+        if parts is None:  # nothing for the topics this group follows
             continue
         message = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
                                      slot=placeholders.pattern)
@@ -125,9 +146,9 @@ def queue(session: Session, send: Send) -> int:
                 values=fill)))
             queued += 1
             if len(pending) >= INSERT_EVERY:
-                enqueue_many(session, kind="digest", send_id=send.id, recipients=pending)
+                enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
                 pending.clear()
-    enqueue_many(session, kind="digest", send_id=send.id, recipients=pending)
+    enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
     send.queued_at = clock.now()
     send.recipients_count = queued
     _store_archive(session, send)  # articles may have been edited since composing
@@ -194,7 +215,8 @@ def _store_archive(session: Session, send: Send) -> None:
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
     settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True)
-    parts = compose_digest(article_views(session, send, placeholders), frozenset(), settings)
+    # The empty topic set follows everything: the web version shows all a send carries.
+    parts = _composer(send)(article_views(session, send, placeholders), frozenset(), settings)
     if parts is None:
         raise DigestError(f"send {send.id} carries no articles")
     anonymous: dict[str, str] = {}
@@ -207,6 +229,14 @@ def _store_archive(session: Session, send: Send) -> None:
     rendered = personalise(parts, placeholders, value_of)
     send.subject, send.preheader = rendered.subject, parts.preheader
     send.archive_html, send.archive_text = rendered.html, rendered.text
+
+
+def _composer(send: Send) -> Callable[[list[ArticleView], frozenset[str], DigestSettings], DigestParts | None]:
+    """How this send is rendered for one topic set: a digest of its articles, or an alert to its topics."""
+    if send.kind == SendKind.alert:
+        audience = tuple(TopicView(t.slug, t.title) for t in send.topics)
+        return lambda views, topic_set, settings: compose_alert(views[0], topic_set, settings, audience)
+    return compose_digest
 
 
 def _open_link_id(session: Session, send: Send) -> int | None:

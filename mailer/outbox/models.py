@@ -19,9 +19,17 @@ class OutboxState(str, enum.Enum):
     failed = "failed"    # permanent failure, or out of attempts; last_error says why
 
 
+# Claim order, higher first (then oldest due first): mail a person is waiting for, then an urgent
+# alert, then digests. An alert queued while a large digest drains overtakes the digest's rows.
+PERSONAL_PRIORITY = 20
+URGENT_PRIORITY = 10
+BULK_PRIORITY = 0
+
+
 class OutboxMessage(Base):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+    # The worker's claim reads this index in its order: due rows of a state, highest priority first.
+    __table_args__ = (Index("ix_outbox_due", "state", "priority", "next_attempt_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))  # confirmation, welcome, digest, alert
@@ -36,6 +44,7 @@ class OutboxMessage(Base):
     content: Mapped[bytes | None] = mapped_column(LargeBinary)
     state: Mapped[OutboxState] = mapped_column(
         Enum(OutboxState, native_enum=False, length=10, validate_strings=True), default=OutboxState.queued)
+    priority: Mapped[int] = mapped_column(default=BULK_PRIORITY)
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)

@@ -151,6 +151,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.String(length=500), nullable=False),
     sa.Column('content', sa.LargeBinary(), nullable=True),
     sa.Column('state', sa.Enum('queued', 'sending', 'sent', 'failed', name='outboxstate', native_enum=False, length=10), nullable=False),
+    sa.Column('priority', sa.Integer(), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('created_at', mailer.db.UTCDateTime(timezone=True), nullable=False),
@@ -164,10 +165,17 @@ def upgrade() -> None:
     sa.UniqueConstraint('message_id', name=op.f('uq_outbox_message_id'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_due', ['state', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_due', ['state', 'priority', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_send_id'), ['send_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_subscriber_id'), ['subscriber_id'], unique=False)
 
+    op.create_table('send_topics',
+    sa.Column('send_id', sa.Integer(), nullable=False),
+    sa.Column('topic_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['send_id'], ['sends.id'], name=op.f('fk_send_topics_send_id_sends'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['topic_id'], ['topics.id'], name=op.f('fk_send_topics_topic_id_topics'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('send_id', 'topic_id', name=op.f('pk_send_topics'))
+    )
     op.create_table('subscriber_topics',
     sa.Column('subscriber_id', sa.Integer(), nullable=False),
     sa.Column('topic_id', sa.Integer(), nullable=False),
@@ -253,6 +261,7 @@ def downgrade() -> None:
 
     op.drop_table('action_links')
     op.drop_table('subscriber_topics')
+    op.drop_table('send_topics')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_outbox_subscriber_id'))
         batch_op.drop_index(batch_op.f('ix_outbox_send_id'))
