@@ -5,16 +5,20 @@ Timestamps are stored as UTC and always come back aware, on SQLite as on Postgre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from mailer.errors import ConfigError
+
+T = TypeVar("T")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -104,6 +108,20 @@ def _create_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def commit_retrying_once(work: Callable[[], T]) -> T:
+    """Run `work` and commit. If a concurrent writer took the same unique key first, roll back and run
+    it once more: this time it finds the other writer's row instead of inserting its own."""
+    try:
+        result = work()
+        session.commit()
+        return result
+    except IntegrityError:
+        session.rollback()
+    result = work()
+    session.commit()
+    return result
 
 
 def bind(engine: Engine) -> None:

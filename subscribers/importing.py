@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from mailer import db
 from mailer.errors import SubscriberError
@@ -183,17 +182,8 @@ def import_csv(path: Path, *, topic_slugs: list[str], is_confirmed: bool,
 def _import_chunk(rows: list[Row], source_name: str, is_confirmed: bool, report: ImportReport,
                   note: Callable[[Problem], None]) -> None:
     """Add one chunk of checked rows in one transaction."""
-    for attempt in (1, 2):
-        try:
-            outcome = _add(rows, source_name, is_confirmed)
-            db.session.commit()
-            break
-        except IntegrityError:
-            # Someone signed up with one of these addresses meanwhile: look again, once.
-            db.session.rollback()
-            if attempt == 2:
-                raise
-    imported, problems, already_known = outcome
+    # Someone may sign up with one of these addresses meanwhile: then the chunk looks again, once.
+    imported, problems, already_known = db.commit_retrying_once(lambda: _add(rows, source_name, is_confirmed))
     report.imported += imported
     report.skipped += already_known
     for problem in problems:

@@ -7,7 +7,6 @@ import json
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from mailer import db
 from mailer.app import limiter
@@ -72,16 +71,9 @@ def subscribe():
 
 def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
     """Sign up, committing once; a concurrent signup of the same new address is retried, not a 500."""
-    for attempt in (1, 2):
-        try:
-            operations.sign_up(db.session, email=form.email.data, name=form.name.data or "",
-                               topic_slugs=form.topics.data or [], meta=meta)
-            db.session.commit()
-            return
-        except IntegrityError:
-            db.session.rollback()
-            if attempt == 2:
-                raise
+    db.commit_retrying_once(lambda: operations.sign_up(
+        db.session, email=form.email.data, name=form.name.data or "", topic_slugs=form.topics.data or [],
+        meta=meta))
 
 
 def thanks():
