@@ -5,20 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import config as config_module
 from mailer import db
 from mailer.config import Config
 from mailer.emails import TEMPLATES
+from mailer.extensions import csrf, limiter
 
 ROOT = Path(__file__).resolve().parent.parent
-csrf = CSRFProtect()
-# Per-IP limits live in process memory: one `mailer serve` process answers the forms.
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
 
 # Far above any real form; a 1 MB POST gets a 413 before anyone parses it.
 MAX_FORM_BYTES = 64 * 1024

@@ -25,6 +25,6 @@ blueprint.add_url_rule("/preferences/<token>/erase", "erase", views.erase, metho
 blueprint.add_url_rule("/unsubscribe/<token>", "unsubscribe", views.unsubscribe, methods=["GET", "POST"])
 
 # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no form token.
-from mailer.app import csrf  # noqa: E402
+from mailer.extensions import csrf  # noqa: E402
 
 csrf.exempt(views.unsubscribe)

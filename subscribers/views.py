@@ -9,7 +9,7 @@ from flask import Response, current_app, redirect, render_template, request, url
 from sqlalchemy import select
 
 from mailer import db
-from mailer.app import limiter
+from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics.models import Topic
 from subscribers import copy, forms, operations, queries, tokens
