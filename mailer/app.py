@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
@@ -11,7 +12,7 @@ from mailer import config as config_module
 from mailer import db
 from mailer.config import Config
 from mailer.emails import TEMPLATES
-from mailer.extensions import csrf, limiter
+from mailer.extensions import csrf, limiter, login_manager
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,7 @@ def _configure(app: Flask, config: Config) -> None:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SECURE"] = config.base_url.startswith("https://")
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["admin"]["session_idle_hours"])
     app.jinja_env.globals["site_name"] = config.site_name
     app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
     proxies = config["site"]["trusted_proxies"]
@@ -73,10 +75,14 @@ def _connect_database(app: Flask, config: Config) -> None:
 def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "admin.auth.login"
+    login_manager.session_protection = "strong"  # a session cookie carried to another browser is dropped
 
 
 def _register_blueprints(app: Flask) -> None:
     from mailer import web
+    from mailer.admin.blueprint import blueprint as admin_blueprint
     from mailer.digests.blueprint import blueprint as archive_blueprint
     from mailer.links.blueprint import blueprint as links_blueprint
     from subscribers.blueprint import blueprint as subscribers_blueprint
@@ -85,5 +91,6 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(subscribers_blueprint)
     app.register_blueprint(archive_blueprint)
     app.register_blueprint(links_blueprint)
+    app.register_blueprint(admin_blueprint)
     web.register_error_pages(app)
     web.register_security_headers(app)

@@ -25,7 +25,8 @@ class UsageMistake(click.ClickException):
 
 def _one_line(exc: click.ClickException) -> UsageMistake:
     """Click's three-line usage error as one line that still says where help is."""
-    message = exc.format_message()
+    # Click lists choices one per line ("Choose from:\n\tadmin,\n\teditor"): keep it to one.
+    message = " ".join(exc.format_message().split())
     ctx = getattr(exc, "ctx", None)
     if ctx is not None:
         message += f" (see `{ctx.command_path} --help`)"
@@ -228,6 +229,7 @@ def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
     from mailer.digests.cli import digests, stats
+    from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
     from mailer.topics.cli import topics
     from subscribers.cli import subscribers
@@ -239,6 +241,7 @@ def _register_domain_commands() -> None:
     cli.add_command(digests)
     cli.add_command(alerts)
     cli.add_command(stats)
+    cli.add_command(users)
 
 
 _register_domain_commands()

@@ -75,6 +75,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "per_recipient": True,
         "opens": False,
     },
+    "admin": {
+        "session_idle_hours": 12,
+    },
     "signup": {
         "confirmations_per_day": 3,
         "confirm_days": 7,
@@ -232,6 +235,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     base_url = values["site"]["base_url"]
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
+    if values["admin"]["session_idle_hours"] < 1:
+        raise ConfigError("admin.session_idle_hours must be 1 or more")
     if values["site"]["trusted_proxies"] < 0:
         raise ConfigError("site.trusted_proxies must be 0 or more")
     rate_limit = values["signup"]["rate_limit"]

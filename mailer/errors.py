@@ -51,3 +51,19 @@ class AlertError(MailerError):
 
 class TopicError(MailerError):
     pass
+
+
+class EditorError(MailerError):
+    """An editor account or its sign-in settings are wrong."""
+
+
+class LoginRefused(MailerError):
+    """A sign-in was refused; the message is the same whatever was wrong. `throttled`: too many tries."""
+
+    status_code = 401
+
+    def __init__(self, message: str, throttled: bool = False):
+        super().__init__(message)
+        self.throttled = throttled
+        if throttled:
+            self.status_code = 429

@@ -42,7 +42,8 @@ def _one_line(result) -> str:
 
 
 @pytest.mark.parametrize(("args", "reason"), [
-    (["users", "create", "editor@example.org"], "No such command 'users'"),
+    (["frobnicate", "editor@example.org"], "No such command 'frobnicate'"),
+    (["users", "create", "editor@example.org"], "Missing option '--role'. Choose from: admin, editor"),
     (["worker", "--bogus"], "No such option '--bogus'"),
     (["subscribers", "import", "nowhere.csv"], "File 'nowhere.csv' does not exist"),
     (["stats", "abc"], "'abc' is not a valid integer"),

@@ -45,6 +45,10 @@ class Article(Base):
     published_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+    # Held back by an editor: the next digest leaves it out, a later one carries it once released.
+    is_held: Mapped[bool] = mapped_column(default=False)
+    # Withdrawn by an editor: no digest or alert carries it (sends that already did keep it).
+    unpublished_at: Mapped[datetime | None]
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
 
     topics: Mapped[list[Topic]] = relationship(secondary=ArticleTopic.__table__, order_by=Topic.slug)

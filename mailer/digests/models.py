@@ -55,6 +55,11 @@ class Send(Base):
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
     queued_at: Mapped[datetime | None]
     recipients_count: Mapped[int] = mapped_column(default=0)
+    editor_note: Mapped[str] = mapped_column(Text, default="")  # shown at the top of a digest
+    # One send per submitted workspace form: a double click or a resubmitted "send now" finds this row.
+    form_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id", ondelete="SET NULL"))
+    cancelled_at: Mapped[datetime | None]  # its rows not yet sent were withdrawn
 
     articles: Mapped[list[Article]] = relationship(secondary=SendArticle.__table__, order_by=SendArticle.position)
     # An alert's audience (a digest has none: each reader gets the articles in the topics they follow).

@@ -17,6 +17,7 @@ class OutboxState(str, enum.Enum):
     sending = "sending"  # claimed by a worker (claimed_at); reclaimed after the lease if that worker died
     sent = "sent"        # accepted by the relay (or written to the Maildir)
     failed = "failed"    # permanent failure, or out of attempts; last_error says why
+    cancelled = "cancelled"  # withdrawn by an editor before it was sent
 
 
 # Claim order, higher first (then oldest due first): mail a person is waiting for, then an urgent

@@ -18,6 +18,9 @@ class Topic(Base):
     slug: Mapped[str] = mapped_column(String(80), unique=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    # Hidden topics are not offered on the public form: hashtags and feed categories create them hidden
+    # until an editor shows them.
+    is_hidden: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     def __repr__(self) -> str:

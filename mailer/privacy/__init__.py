@@ -1,0 +1,1 @@
+"""The privacy notice: versions an admin publishes in the browser; every consent records the one it agreed to."""
