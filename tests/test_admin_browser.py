@@ -1,0 +1,86 @@
+"""The workspace in a real browser (Debian's Chromium through Playwright): an admin makes an editor's
+account on a desktop; the editor turns on two-factor and signs in with it on a phone.
+
+Run with SCREENSHOTS=1 to refresh the README's workspace screenshots in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+
+import pyotp
+import pytest
+from playwright.sync_api import expect
+
+from mailer import clock
+from tests import factories
+from tests.editors import PASSWORD, make_editor
+from tests.test_browser import DESKTOP, PHONE, SCREENSHOTS, live_server, open_page  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.browser
+
+
+def _sign_in(page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/admin/")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def test_admin_creates_an_editor_who_signs_in_with_two_factor_on_a_phone(open_page, session):
+    make_editor("admin@example.org", "admin")
+    factories.fixed_articles(session)
+    factories.subscriber(session, "reader@example.org", topics=("lgbtiq-rights",))
+    session.commit()
+    session.remove()
+    clock.freeze(clock.now())
+    try:
+        desk = open_page(DESKTOP)
+        _sign_in(desk, "admin@example.org")
+        expect(desk.get_by_role("heading", name="Dashboard")).to_be_visible()
+        if os.environ.get("SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            desk.screenshot(path=str(SCREENSHOTS / "admin-dashboard.png"), full_page=True)
+        desk.get_by_role("link", name="Accounts").click()
+        desk.get_by_label("Email address").fill("sam@example.org")
+        desk.get_by_label("First password").fill(PASSWORD)
+        desk.get_by_label("Role", exact=True).select_option("editor")
+        desk.get_by_role("button", name="Add account").click()
+        expect(desk.get_by_text("Account created for sam@example.org")).to_be_visible()
+
+        phone = open_page(PHONE)
+        _sign_in(phone, "sam@example.org")
+        expect(phone.get_by_role("heading", name="Dashboard")).to_be_visible()
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        expect(phone.get_by_role("link", name="Accounts")).to_have_count(0)  # not an admin's menu
+        phone.get_by_role("link", name="sam@example.org").click()
+        phone.get_by_role("link", name="Turn on two-factor").click()
+        secret = phone.locator("#secret").inner_text()
+        phone.get_by_label("Code from the app").fill(pyotp.TOTP(secret).at(clock.now()))
+        phone.get_by_role("button", name="Turn on two-factor").click()
+        codes = phone.locator("ul.codes code").all_inner_texts()
+        assert len(codes) == 10 and all(re.fullmatch(r"[0-9a-f]{5}-[0-9a-f]{5}", code) for code in codes)
+        phone.get_by_role("button", name="Sign out").click()
+        expect(phone.get_by_role("heading", name="You are signed out")).to_be_visible()
+
+        clock.advance(timedelta(seconds=30))
+        _sign_in(phone, "sam@example.org")
+        phone.get_by_label("The 6-digit code").fill("000000")
+        phone.get_by_role("button", name="Continue").click()
+        expect(phone.get_by_text("That code is not right")).to_be_visible()
+        phone.get_by_label("The 6-digit code").fill(pyotp.TOTP(secret).at(clock.now()))
+        phone.get_by_role("button", name="Continue").click()
+        expect(phone.get_by_role("heading", name="Dashboard")).to_be_visible()
+        assert phone.goto("/admin/accounts/").status == 403
+
+        desk.goto("/admin/accounts/audit")
+        log = desk.locator("table.list").inner_text()
+        for action in ("editor.create", "editor.totp_enable", "editor.sign_in"):
+            assert action in log
+    finally:
+        clock.thaw()
+    assert open_page.watch.external == []
+    # The refused code (401) and the admin page (403) are meant; nothing else may fail.
+    assert [e for e in open_page.watch.errors if "status of 401" not in e and "status of 403" not in e] == []
