@@ -20,6 +20,8 @@ from tests.editors import PASSWORD, make_editor
 from tests.test_browser import DESKTOP, PHONE, SCREENSHOTS, live_server, open_page  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.browser
+# Generous waits: a loaded 2-core CI machine can take seconds to render a page.
+expect.set_options(timeout=15_000)
 
 
 def _sign_in(page, email: str, password: str = PASSWORD) -> None:
