@@ -313,3 +313,18 @@ def test_any_sign_in_input_is_refused_cleanly(client):
         assert client.get("/admin/account").status_code == 302
 
     attempt()
+
+
+def test_sign_in_attempts_are_forgotten_after_a_day(app, client, session):
+    from mailer import scheduling
+
+    sign_in(client, email="someone@example.org")
+    clock.freeze(clock.now() + timedelta(days=1, minutes=1))
+    try:
+        sign_in(client, email="someone-else@example.org")
+        scheduling._app = app
+        scheduling.run_task(scheduling.BUILTIN_JOBS["forget-sign-in-attempts"][0])
+        session.expire_all()
+        assert session.scalars(select(LoginAttempt.email)).all() == ["someone-else@example.org"]
+    finally:
+        clock.thaw()
