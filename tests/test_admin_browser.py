@@ -14,7 +14,10 @@ import pyotp
 import pytest
 from playwright.sync_api import expect
 
+from sqlalchemy import select
+
 from mailer import clock
+from mailer.articles.models import Article
 from tests import factories
 from tests.editors import PASSWORD, make_editor
 from tests.test_browser import DESKTOP, PHONE, SCREENSHOTS, live_server, open_page  # noqa: F401 (fixtures)
@@ -86,3 +89,29 @@ def test_admin_creates_an_editor_who_signs_in_with_two_factor_on_a_phone(open_pa
     assert open_page.watch.external == []
     # The refused code (401) and the admin page (403) are meant; nothing else may fail.
     assert [e for e in open_page.watch.errors if "status of 401" not in e and "status of 403" not in e] == []
+
+
+def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, session, deliver):
+    make_editor()
+    factories.fixed_articles(session)
+    factories.subscriber(session, "reader@example.org", topics=("lgbtiq-rights",))
+    factories.subscriber(session, "climate@example.org", topics=("climate",))
+    session.commit()
+    article_id = str(session.scalar(select(Article.id).where(Article.title.startswith("Two Dead"))))
+    session.remove()
+    phone = open_page(PHONE)
+    _sign_in(phone, "editor@example.org")
+    phone.get_by_role("link", name="Urgent alert").click()
+    phone.get_by_label("Article").select_option(article_id)
+    phone.get_by_label("LGBTIQ Rights").check()
+    phone.get_by_role("button", name="Preview and count readers").click()
+    expect(phone.get_by_text("It reaches 1 reader(s)")).to_be_visible()
+    preview = phone.frame_locator("iframe.preview")
+    expect(preview.get_by_text("Sign the petition for Russia to intervene")).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    phone.get_by_role("button", name="Send the alert to 1 reader(s) now").click()
+    expect(phone.get_by_role("heading", name=re.compile(r"Alert \d+ is going out"))).to_be_visible()
+    assert [m["To"].addresses[0].addr_spec for m in deliver()] == ["reader@example.org"]
+    assert open_page.watch.external == []
+    # The only complaint allowed: the preview refusing the article's remote image, as its policy says.
+    assert [e for e in open_page.watch.errors if "img-src" not in e] == []
