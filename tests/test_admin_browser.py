@@ -58,6 +58,7 @@ def test_admin_creates_an_editor_who_signs_in_with_two_factor_on_a_phone(open_pa
         phone = open_page(PHONE)
         _sign_in(phone, "sam@example.org")
         expect(phone.get_by_role("heading", name="Dashboard")).to_be_visible()
+        phone.wait_for_load_state("load")  # the stylesheet applied, on a slow machine too
         assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         expect(phone.get_by_role("link", name="Accounts")).to_have_count(0)  # not an admin's menu
         phone.get_by_role("link", name="sam@example.org").click()
@@ -108,6 +109,7 @@ def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, se
     expect(phone.get_by_text("It reaches 1 reader(s)")).to_be_visible()
     preview = phone.frame_locator("iframe.preview")
     expect(preview.get_by_text("Sign the petition for Russia to intervene")).to_be_visible()
+    phone.wait_for_load_state("load")
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     phone.get_by_role("button", name="Send the alert to 1 reader(s) now").click()
     expect(phone.get_by_role("heading", name=re.compile(r"Alert \d+ is going out"))).to_be_visible()
