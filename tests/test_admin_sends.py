@@ -32,7 +32,8 @@ def queue_digest(runner, session, *emails: str) -> Send:
 
 def rows_of(session, send_id: int) -> dict[str, OutboxMessage]:
     session.remove()
-    return {row.recipient: row for row in session.scalars(select(OutboxMessage).where(OutboxMessage.send_id == send_id))}
+    rows = session.scalars(select(OutboxMessage).where(OutboxMessage.send_id == send_id))
+    return {row.recipient: row for row in rows}
 
 
 def figure(page: str, name: str) -> str:
