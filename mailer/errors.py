@@ -33,6 +33,10 @@ class DeliveryError(MailerError):
     """A delivery backend could not hand a message over."""
 
 
+class OutboxError(MailerError):
+    """Queued mail cannot be changed that way (retry a message that did not fail, cancel a finished send)."""
+
+
 class ArticleError(MailerError):
     pass
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import distinct, exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.articles.models import Article
 from mailer.digests.models import Link, Send, SendArticle, SendKind
-from mailer.outbox.models import OutboxMessage
+from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.topics.models import SubscriberTopic, Topic
 from subscribers.models import Subscriber, SubscriberState, Suppression
 
@@ -116,8 +116,32 @@ def recent_sends(session: Session, limit: int = 20) -> list[Send]:
     return list(session.scalars(select(Send).order_by(Send.id.desc()).limit(limit)))
 
 
+def sends_page(session: Session, limit: int, offset: int = 0) -> list[Send]:
+    """Digests and alerts, newest first, a page at a time."""
+    return list(session.scalars(select(Send).order_by(Send.created_at.desc(), Send.id.desc())
+                                .limit(limit).offset(offset)))
+
+
+def failed_messages(session: Session, send_id: int) -> list[OutboxMessage]:
+    """A send's messages that failed, with the relay's last reply, oldest first."""
+    return list(session.scalars(select(OutboxMessage).where(
+        OutboxMessage.send_id == send_id, OutboxMessage.state == OutboxState.failed).order_by(OutboxMessage.id)))
+
+
+def unsubscribed_after(session: Session, send: Send, within: timedelta) -> int:
+    """Readers who were sent this send and unsubscribed within `within` after it was queued."""
+    if send.queued_at is None:
+        return 0
+    return session.scalar(
+        select(func.count(distinct(Subscriber.id)))
+        .join(OutboxMessage, OutboxMessage.subscriber_id == Subscriber.id)
+        .where(OutboxMessage.send_id == send.id, OutboxMessage.state == OutboxState.sent,
+               Subscriber.unsubscribed_at >= send.queued_at,
+               Subscriber.unsubscribed_at <= send.queued_at + within)) or 0
+
+
 def delivery_counts(session: Session, send_id: int) -> dict[str, int]:
-    """Outbox rows of a send by state: queued, sending, sent, failed."""
+    """Outbox rows of a send by state: queued, sending, sent, failed, cancelled."""
     rows = session.execute(select(OutboxMessage.state, func.count())
                            .where(OutboxMessage.send_id == send_id).group_by(OutboxMessage.state))
     return {state.value: count for state, count in rows}

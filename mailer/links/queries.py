@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session
 from mailer.digests.models import Click, Link
 
 OPEN = "open"  # the kind of the one Link per send that the open pixel counts on
+READ = "read"  # a "Read more": every other kind but OPEN is an action link (sign, donate, ...)
 
 
 @dataclass(frozen=True)
@@ -58,3 +60,18 @@ def opens(session: Session, send_id: int) -> tuple[int, int]:
         .join(Link, Click.link_id == Link.id)
         .where(Click.send_id == send_id, Link.kind == OPEN)).one()
     return row[0], row[1]
+
+
+def action_clickers(session: Session, send_id: int) -> int:
+    """How many distinct recipients clicked at least one action link (not a "Read more") of a send."""
+    return session.scalar(
+        select(func.count(distinct(Click.subscriber_id))).join(Link, Click.link_id == Link.id)
+        .where(Click.send_id == send_id, Link.kind.not_in((READ, OPEN)))) or 0
+
+
+def click_times(session: Session, send_id: int, since: datetime, until: datetime) -> list[datetime]:
+    """When each click on a send's links (opens not included) happened between `since` and `until`."""
+    return list(session.scalars(
+        select(Click.clicked_at).join(Link, Click.link_id == Link.id)
+        .where(Click.send_id == send_id, Link.kind != OPEN, Click.clicked_at >= since, Click.clicked_at < until)
+        .order_by(Click.clicked_at)))

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from email.message import EmailMessage
 from typing import NamedTuple
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
+from mailer.digests.models import Send
 from mailer.emails import PreparedMessage, prepared
-from mailer.outbox.models import BULK_PRIORITY, PERSONAL_PRIORITY, OutboxMessage
+from mailer.errors import OutboxError
+from mailer.outbox.models import BULK_PRIORITY, PERSONAL_PRIORITY, OutboxMessage, OutboxState
 
 
 def enqueue(session: Session, *, kind: str, message: EmailMessage | PreparedMessage, dedupe_key: str,
@@ -56,3 +59,38 @@ def enqueue_many(session: Session, *, kind: str, send_id: int, recipients: Seque
          "send_id": send_id, "message_id": r.message.message_id, "subject": r.message.subject,
          "content": r.message.content, "priority": priority}
         for r in recipients])
+
+
+def retry_failed(session: Session, send: Send, now: datetime, message_id: int | None = None) -> int:
+    """Put a send's failed messages (or the one `message_id`) back in the queue, due now, with their
+    attempts reset; return how many. A message of another send, or one that did not fail, is refused."""
+    if message_id is not None:
+        row = session.get(OutboxMessage, message_id)
+        if row is None or row.send_id != send.id:
+            raise OutboxError(f"Message {message_id} is not one of this send's messages.")
+        if row.state != OutboxState.failed:
+            raise OutboxError(f"Message {message_id} to {row.recipient} is {row.state.value}, not failed: "
+                              "only a failed message can be retried.")
+    where = [OutboxMessage.send_id == send.id, OutboxMessage.state == OutboxState.failed]
+    if message_id is not None:
+        where.append(OutboxMessage.id == message_id)
+    # The state stays in the WHERE: a row changed since it was read is left as it is.
+    retried = session.execute(update(OutboxMessage).where(*where).values(
+        state=OutboxState.queued, next_attempt_at=now, attempts=0, claimed_at=None)).rowcount
+    if not retried:
+        raise OutboxError("Nothing to retry: no message of this send has failed.")
+    return retried
+
+
+def cancel_queued(session: Session, send: Send, now: datetime) -> int:
+    """Withdraw a send's messages still waiting in the queue; return how many. Messages a worker has
+    claimed or already sent go on as they were."""
+    # Only `queued` rows: the worker claims nothing else, and a row it has claimed is no longer queued.
+    cancelled = session.execute(update(OutboxMessage).where(
+        OutboxMessage.send_id == send.id, OutboxMessage.state == OutboxState.queued)
+        .values(state=OutboxState.cancelled)).rowcount
+    if not cancelled:
+        raise OutboxError("Nothing to cancel: every message of this send has already been sent, "
+                          "has failed or was cancelled.")
+    send.cancelled_at = now
+    return cancelled
