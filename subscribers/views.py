@@ -11,6 +11,7 @@ from sqlalchemy import select
 from mailer import db
 from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
+from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
 from subscribers import copy, forms, operations, queries, tokens
 from subscribers.models import Subscriber, SubscriberState
@@ -26,8 +27,10 @@ def _meta(form_id: str = "") -> operations.RequestMeta:
     )
 
 
-def _topic_choices() -> list[tuple[str, str]]:
-    return [(t.slug, t.title) for t in db.session.scalars(select(Topic).order_by(Topic.title))]
+def _topic_choices(subscriber: Subscriber | None = None) -> list[tuple[str, str]]:
+    """Topics not hidden, plus the hidden ones `subscriber` already follows (so saving keeps them)."""
+    own = subscriber.topics if subscriber is not None else []
+    return [(t.slug, t.title) for t in topic_queries.public_topics(db.session, also=own)]
 
 
 def _topic_descriptions() -> dict[str, str]:
@@ -108,7 +111,7 @@ def _manage_subscriber(token: str) -> Subscriber:
 def preferences(token: str):
     subscriber = _manage_subscriber(token)
     form = forms.PreferencesForm()
-    form.topics.choices = _topic_choices()
+    form.topics.choices = _topic_choices(subscriber)
     saved = False
     if request.method == "GET":
         form.topics.data = [t.slug for t in subscriber.topics]
