@@ -58,6 +58,9 @@ def test_the_list_shows_followers_visibility_slug_and_description(editor_client,
             "    <td>War and refugees</td>") in html
     assert "<td><code>climate</code></td>\n    <td>1</td>\n    <td>hidden</td>" in html
     assert '<div class="table-wrap">' in html and "<script" not in html and "style=" not in html
+    edit = editor_client.get(_page(factories.topic(session, "ukraine"))).get_data(as_text=True)
+    assert "War and refugees" in edit and "<script" not in edit and "style=" not in edit
+    assert edit.count('id="csrf_token"') <= 1  # five forms, no repeated id
 
 
 def test_an_editor_adds_a_visible_topic_and_it_is_audited(editor_client, session):
