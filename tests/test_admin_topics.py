@@ -242,3 +242,17 @@ def test_hashtag_topics_are_hidden_from_signup_but_kept_on_a_followers_preferenc
 def test_an_existing_topic_keeps_its_visibility_when_a_hashtag_names_it(session):
     shown = operations.add_topic(session, "ukraine")
     assert operations.topic_for_label(session, "#Ukraine") is shown and not shown.is_hidden
+
+
+def test_a_hidden_topic_posted_by_hand_is_refused_like_an_unknown_one(client, session):
+    operations.topic_for_label(session, "#LGBTIQRights")
+    other = factories.subscriber(session, "b@example.org", topics=("ukraine",))
+    session.commit()
+    signup = post_form(client, "/subscribe", "/subscribe", email="a@example.org", consent="y",
+                       topics=["lgbtiq-rights"])
+    assert signup.status_code == 400 and "Unknown topic: lgbtiq-rights" in signup.get_data(as_text=True)
+    token = tokens.manage_token(other.id, other.token_version)
+    refused = post_form(client, f"/preferences/{token}", f"/preferences/{token}", topics=["lgbtiq-rights"])
+    assert refused.status_code == 400 and "Unknown topic: lgbtiq-rights" in refused.get_data(as_text=True)
+    session.expire_all()
+    assert _count(session, SubscriberTopic) == 1
