@@ -11,7 +11,9 @@ from sqlalchemy import select
 from mailer import db
 from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
+from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
+from mailer.topics.operations import SLUG_RE
 from subscribers import copy, forms, operations, queries, tokens
 from subscribers.models import Subscriber, SubscriberState
 
@@ -26,8 +28,19 @@ def _meta(form_id: str = "") -> operations.RequestMeta:
     )
 
 
-def _topic_choices() -> list[tuple[str, str]]:
-    return [(t.slug, t.title) for t in db.session.scalars(select(Topic).order_by(Topic.title))]
+def _topic_choices(subscriber: Subscriber | None = None) -> list[tuple[str, str]]:
+    """Topics not hidden, plus the hidden ones `subscriber` already follows (so saving keeps them)."""
+    own = subscriber.topics if subscriber is not None else []
+    return [(t.slug, t.title) for t in topic_queries.public_topics(db.session, also=own)]
+
+
+def _refuse_topics_not_offered(form) -> None:
+    """A hidden topic posted by hand is as unknown as a made-up one (the same words: nothing to probe).
+    Malformed slugs are left to the operation, which reports them safely."""
+    offered = {slug for slug, _ in form.topics.choices}
+    hidden = sorted(slug for slug in form.topics.data or [] if slug not in offered and SLUG_RE.fullmatch(slug))
+    if hidden:
+        raise SubscriberError(f"Unknown topic: {', '.join(hidden)}", field="topics")
 
 
 def _topic_descriptions() -> dict[str, str]:
@@ -56,6 +69,7 @@ def subscribe():
             return redirect(url_for("subscribers.thanks"))
         meta = _meta(form.form_id.data or "subscribe")
         try:
+            _refuse_topics_not_offered(form)
             _sign_up(form, meta)
         except SubscriberError as exc:
             db.session.rollback()
@@ -108,7 +122,7 @@ def _manage_subscriber(token: str) -> Subscriber:
 def preferences(token: str):
     subscriber = _manage_subscriber(token)
     form = forms.PreferencesForm()
-    form.topics.choices = _topic_choices()
+    form.topics.choices = _topic_choices(subscriber)
     saved = False
     if request.method == "GET":
         form.topics.data = [t.slug for t in subscriber.topics]
@@ -119,6 +133,7 @@ def preferences(token: str):
             db.session.commit()
             return render_template("unsubscribed.html", token=token)
         try:
+            _refuse_topics_not_offered(form)
             operations.update_preferences(db.session, subscriber, topic_slugs=form.topics.data or [],
                                           is_paused=bool(form.is_paused.data), meta=_meta("preferences"))
         except SubscriberError as exc:

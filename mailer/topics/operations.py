@@ -1,18 +1,22 @@
-"""Verbs that create topics: by editors (`mailer topics add`), and on the fly from hashtags and feed categories."""
+"""Verbs on topics: editors create, rename, show, hide, merge and delete them; hashtags and feed categories
+create them on the fly (hidden from the public form until an editor shows them)."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.articles.models import ArticleTopic
 from mailer.articles.rendering import CONTROL_CHARACTERS
+from mailer.digests.models import SendTopic
 from mailer.errors import TopicError
-from mailer.topics.models import Topic
+from mailer.feeds.models import FeedTopic
+from mailer.topics.models import SubscriberTopic, Topic
 
 MAX_SLUG = 80
 MAX_TITLE = 200
@@ -93,7 +97,8 @@ def add_topic(session: Session, slug: str, title: str | None = None, description
 
 
 def ensure_topic(session: Session, slug: str, title: str | None = None) -> Topic:
-    """The topic with this slug, created (with `title`) if missing.
+    """The topic with this slug, created (with `title`) if missing, hidden from the public form: nobody
+    chose it for readers yet, so an editor shows it once it is worth offering.
 
     Safe when another process creates the same slug at the same moment: the insert runs in a savepoint
     and, if the unique slug is taken by then, we take the row the other process wrote.
@@ -102,7 +107,8 @@ def ensure_topic(session: Session, slug: str, title: str | None = None) -> Topic
     topic = find_topic(session, slug)
     if topic is not None:
         return topic
-    topic = Topic(slug=slug, title=clean_title(title) or title_for_slug(slug), created_at=clock.now())
+    topic = Topic(slug=slug, title=clean_title(title) or title_for_slug(slug), is_hidden=True,
+                  created_at=clock.now())
     try:
         with session.begin_nested():
             session.add(topic)
@@ -126,3 +132,62 @@ def topic_for_label(session: Session, label: str) -> Topic:
     if not slug:
         raise TopicError(f"cannot make a topic of {label!r}: it has no letters or digits we can use in a slug")
     return ensure_topic(session, slug, title)
+
+
+def rename_topic(session: Session, topic: Topic, title: str) -> Topic:
+    """Give `topic` a new title. TopicError when the title is empty or too long."""
+    title = clean_title(title)
+    if not title:
+        raise TopicError("a topic needs a title readers can see")
+    topic.title = title
+    session.flush()
+    return topic
+
+
+def describe_topic(session: Session, topic: Topic, description: str) -> Topic:
+    """Set the line shown under the topic on the public form (empty removes it)."""
+    topic.description = (description or "").strip()
+    session.flush()
+    return topic
+
+
+def set_hidden(session: Session, topic: Topic, is_hidden: bool) -> Topic:
+    """Hide `topic` from the public signup form, or show it there; its followers keep it either way."""
+    topic.is_hidden = is_hidden
+    session.flush()
+    return topic
+
+
+def follower_count(session: Session, topic: Topic) -> int:
+    """How many subscribers (in any state) follow `topic`."""
+    return session.scalar(select(func.count()).select_from(SubscriberTopic)
+                          .where(SubscriberTopic.topic_id == topic.id))
+
+
+def merge_topics(session: Session, source: Topic, target: Topic) -> Topic:
+    """Fold `source` into `target`: its followers, articles, feeds and alerts get `target`; `source` goes.
+
+    A row that already names `target` is not copied twice (each link table's key is the pair).
+    """
+    if source.id == target.id:
+        raise TopicError(f"cannot merge topic {source.slug} into itself: choose another topic")
+    session.flush()
+    for table, owner in ((SubscriberTopic.__table__, "subscriber_id"), (ArticleTopic.__table__, "article_id"),
+                         (FeedTopic.__table__, "feed_id"), (SendTopic.__table__, "send_id")):
+        has_target = select(table.c[owner]).where(table.c.topic_id == target.id)
+        session.execute(delete(table).where(table.c.topic_id == source.id, table.c[owner].in_(has_target)))
+        session.execute(update(table).where(table.c.topic_id == source.id).values(topic_id=target.id))
+    session.execute(delete(Topic).where(Topic.id == source.id))
+    # Collections loaded before (an article's topics, a reader's) still name `source`: read them again.
+    session.expire_all()
+    return target
+
+
+def delete_topic(session: Session, topic: Topic) -> None:
+    """Delete a topic nobody follows (its articles and feeds simply lose it). TopicError when followed."""
+    followers = follower_count(session, topic)
+    if followers:
+        raise TopicError(f"topic {topic.slug} has {followers} follower(s): merge it into another topic "
+                         f"instead, so they keep getting its articles")
+    session.delete(topic)
+    session.flush()
