@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from mailer.alerts.operations import article_to_alert
@@ -16,7 +17,8 @@ from mailer.editors.models import AuditEvent
 from mailer.errors import AlertError
 from mailer.feeds.models import Feed
 from tests import factories
-from tests.editors import make_editor, post_form, sign_in
+from tests.editors import PASSWORD, make_editor, post_form, sign_in
+from tests.test_browser import PHONE, live_server, open_page  # noqa: F401 (fixtures)
 
 NEW = "/admin/articles/new"
 PETITION = "https://www.change.org/p/free-them"
@@ -218,3 +220,34 @@ def test_unpublished_articles_are_left_out_of_digests_and_alerts(session, frozen
     with pytest.raises(AlertError, match="unpublished"):
         article_to_alert(session, article.id)
     assert article_to_alert(session, kept.id) is kept
+
+
+@pytest.mark.browser
+def test_an_editor_writes_an_article_with_a_petition_on_a_phone(open_page, session):
+    make_editor()
+    factories.topic(session, "lgbtiq-rights")
+    session.commit()
+    session.remove()
+    page = open_page(PHONE)
+    page.goto("/admin/")
+    page.get_by_label("Email address").fill("editor@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("link", name="Articles").click()
+    page.get_by_role("link", name="Write an article").click()
+    page.get_by_label("Title").fill("Vigil For The Detained")
+    page.get_by_label("Body (Markdown)").fill("We meet at **noon**.")
+    page.get_by_label("LGBTIQ Rights").check()
+    page.locator("#action-0-label").fill("Sign the petition")
+    page.locator("#action-0-url").fill(PETITION)
+    page.get_by_role("button", name="Preview").click()
+    expect(page.get_by_role("heading", name="Preview (not saved)")).to_be_visible()
+    expect(page.locator("section.preview strong")).to_have_text("noon")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Saved “Vigil For The Detained”.")).to_be_visible()
+    assert page.locator("#action-0-label").input_value() == "Sign the petition"
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.get_by_role("link", name="All articles").click()
+    expect(page.get_by_role("link", name="Vigil For The Detained")).to_be_visible()
+    assert open_page.watch.errors == []  # the CSP refused nothing: no script, no inline style

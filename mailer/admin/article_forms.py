@@ -19,7 +19,7 @@ EMPTY_ACTION_ROWS = 3
 MAX_ACTION_ROWS = 50
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 # "" asks the importer's rule to guess the kind from the label and URL.
-KIND_CHOICES = [("", "guess from the words")] + [(kind.value, kind.value) for kind in ActionKind]
+KIND_CHOICES = [("", "guess")] + [(kind.value, kind.value) for kind in ActionKind]
 
 
 class ArticleForm(FlaskForm):
@@ -29,10 +29,6 @@ class ArticleForm(FlaskForm):
     canonical_url = StringField("Canonical URL (optional)", validators=[Length(max=2000)])
     image_url = StringField("Image URL (optional)", validators=[Length(max=2000)])
     published_at = StringField("Publish time (UTC; empty: now)", validators=[Length(max=40)])
-
-
-class ConfirmForm(FlaskForm):
-    """A button that changes something: only its CSRF token."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,8 @@ class ActionRow:
 
 def rows_for(article: Article | None) -> list[ActionRow]:
     """The article's action links, then empty rows to fill."""
-    stored = [ActionRow(a.label, a.url, a.kind.value, str(a.position + 1)) for a in (article.actions if article else [])]
+    stored = [ActionRow(a.label, a.url, a.kind.value, str(a.position + 1))
+              for a in (article.actions if article else [])]
     start = len(stored) + 1
     return stored + [ActionRow(position=str(start + n)) for n in range(EMPTY_ACTION_ROWS)]
 

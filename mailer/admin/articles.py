@@ -8,6 +8,7 @@ from sqlalchemy import select
 from mailer import db
 from mailer.admin import article_forms as forms
 from mailer.admin.access import audit
+from mailer.admin.forms import ConfirmForm
 from mailer.articles import operations, queries
 from mailer.articles.models import Article
 from mailer.articles.rendering import markdown_to_html
@@ -111,13 +112,13 @@ def _base_url(form: forms.ArticleForm) -> str | None:
 def _render(form, article, rows, chosen, *, error=None, preview=None):
     return render_template("admin/articles_edit.html", form=form, article=article, rows=rows, chosen=chosen,
                            topics=_all_topics(), kinds=forms.KIND_CHOICES, error=error, preview=preview,
-                           confirm=forms.ConfirmForm(), source=queries.source_of(article) if article else "workspace",
+                           confirm=ConfirmForm(), source=queries.source_of(article) if article else "workspace",
                            ), (400 if error else 200)
 
 
 def unpublish(article_id: int):
     article = _article(article_id)
-    if forms.ConfirmForm().validate_on_submit() and article.unpublished_at is None:
+    if ConfirmForm().validate_on_submit() and article.unpublished_at is None:
         operations.unpublish(db.session, article)
         audit("article.unpublish", article, article.title)
         db.session.commit()
@@ -127,7 +128,7 @@ def unpublish(article_id: int):
 
 def publish(article_id: int):
     article = _article(article_id)
-    if forms.ConfirmForm().validate_on_submit() and article.unpublished_at is not None:
+    if ConfirmForm().validate_on_submit() and article.unpublished_at is not None:
         operations.publish_again(db.session, article)
         audit("article.publish", article, article.title)
         db.session.commit()
