@@ -28,7 +28,7 @@ class ArticleForm(FlaskForm):
     body = TextAreaField("Body (Markdown)", validators=[Length(max=500_000)])
     canonical_url = StringField("Canonical URL (optional)", validators=[Length(max=2000)])
     image_url = StringField("Image URL (optional)", validators=[Length(max=2000)])
-    published_at = StringField("Publish time (UTC; empty: now)", validators=[Length(max=40)])
+    published_at = StringField("Publish time (UTC; empty: now, or unchanged when editing)", validators=[Length(max=40)])
 
 
 @dataclass(frozen=True)
