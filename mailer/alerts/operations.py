@@ -25,10 +25,13 @@ ALERT_LOCK = 0x616C7274  # "alrt"
 
 
 def article_to_alert(session: Session, article_id: int) -> Article:
-    """The article with this id, published by now; otherwise a reason the editor can act on."""
+    """The article with this id, published by now and not unpublished; otherwise a reason the editor can act on."""
     article = queries.article_with_links(session, article_id)
     if article is None:
         raise NotFound(f"no article with id {article_id} (`mailer articles list` shows them)")
+    if article.unpublished_at is not None:
+        raise AlertError(f"article {article_id} was unpublished {article.unpublished_at:%Y-%m-%d %H:%M} UTC: "
+                         "publish it again in the workspace before alerting readers to it")
     if article.published_at > clock.now():
         raise AlertError(f"article {article_id} is to be published {article.published_at:%Y-%m-%d %H:%M} UTC: "
                          "an alert cannot go out before its article")

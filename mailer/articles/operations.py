@@ -240,3 +240,45 @@ def _update(article: Article, values: dict, topics: list[Topic], actions: list[A
     if is_changed:
         article.updated_at = clock.now()
     return Upserted(article, is_new=False, is_changed=is_changed)
+
+
+# Articles written in the workspace are keyed like imported files ("file:<slug>"), with their own prefix.
+WORKSPACE_GUID_PREFIX = "admin:"
+
+
+def create_in_workspace(session: Session, *, title: str, canonical_url: str | None = None,
+                        **fields) -> Upserted:
+    """Store a new article written in the workspace, keyed "admin:<slug>".
+
+    Refuses (ArticleError) a canonical URL another article has: storing would update that one instead.
+    Other keywords are upsert_article's.
+    """
+    canonical_url = web_url(canonical_url, "the article's URL") if canonical_url else None
+    if canonical_url:
+        existing = session.scalar(select(Article.id).where(Article.canonical_url == canonical_url).limit(1))
+        if existing is not None:
+            raise ArticleError(f"article {existing} already has the URL {shorten(canonical_url, 80)!r}: edit that one")
+    guid = WORKSPACE_GUID_PREFIX + _unique_slug(session, one_line(title, MAX_TITLE) or "article")
+    if session.scalar(select(Article.id).where(Article.guid == guid)) is not None:
+        raise ArticleError("another article was just stored under the same title; save again")
+    return upsert_article(session, guid=guid, canonical_url=canonical_url, title=title, **fields)
+
+
+def edit(session: Session, article: Article, **fields) -> Upserted:
+    """Store an editor's changes to a stored article (from a feed, a file or the workspace) through upsert_article.
+
+    The GUID, slug, author and feed stay; `published_at` None keeps the publication time.
+    """
+    fields.setdefault("author", article.author)
+    return upsert_article(session, guid=article.guid, **fields)
+
+
+def unpublish(session: Session, article: Article) -> None:
+    """Withdraw an article: no later digest or alert carries it (sends that did keep it)."""
+    if article.unpublished_at is None:
+        article.unpublished_at = clock.now()
+
+
+def publish_again(session: Session, article: Article) -> None:
+    """Undo `unpublish`: the next digest carries the article, if no digest has yet."""
+    article.unpublished_at = None

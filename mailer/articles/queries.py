@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
 
-from mailer.articles.models import Article
+from mailer.articles.models import Article, ArticleTopic
+from mailer.topics.models import Topic
 
 
 def latest(session: Session, limit: int | None = None) -> list[Article]:
@@ -37,3 +38,28 @@ def as_row(article: Article) -> dict:
         "topics": [t.slug for t in article.topics],
         "actions": [{"label": a.label, "url": a.url, "kind": a.kind.value} for a in article.actions],
     }
+
+
+def search(session: Session, *, text: str = "", topic_slug: str = "", limit: int = 50,
+           offset: int = 0) -> list[Article]:
+    """Articles whose title or summary contains `text` (any case), in topic `topic_slug` when given;
+    newest published first, with their topics and action links loaded."""
+    query = select(Article).options(selectinload(Article.topics), selectinload(Article.actions))
+    if text:
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        query = query.where(or_(Article.title.ilike(pattern, escape="\\"),
+                                Article.summary.ilike(pattern, escape="\\")))
+    if topic_slug:
+        query = query.where(Article.id.in_(select(ArticleTopic.article_id).join(
+            Topic, Topic.id == ArticleTopic.topic_id).where(Topic.slug == topic_slug)))
+    query = query.order_by(Article.published_at.desc(), Article.id.desc()).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def source_of(article: Article) -> str:
+    """Where an article came from, as an editor says it: feed, file or workspace."""
+    if article.guid.startswith("admin:"):
+        return "workspace"
+    if article.feed_id is not None:
+        return "feed"
+    return "file"

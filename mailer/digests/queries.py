@@ -23,7 +23,7 @@ _SLUG = re.compile(r"[a-z0-9-]+")
 
 
 def new_articles(session: Session, now: datetime) -> list[Article]:
-    """Articles published by `now` that no digest has carried yet, newest first.
+    """Articles published by `now`, not unpublished, that no digest has carried yet, newest first.
 
     "Not carried" rather than "published after the last digest": an article imported late with an
     earlier date still goes out once.
@@ -33,7 +33,7 @@ def new_articles(session: Session, now: datetime) -> list[Article]:
                .where(Send.kind == SendKind.digest))
     return list(session.scalars(
         select(Article)
-        .where(Article.published_at <= now, Article.id.not_in(carried))
+        .where(Article.published_at <= now, Article.unpublished_at.is_(None), Article.id.not_in(carried))
         .options(selectinload(Article.topics), selectinload(Article.actions))
         .order_by(Article.published_at.desc(), Article.id.desc())))
 
