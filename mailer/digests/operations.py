@@ -28,6 +28,7 @@ from mailer.digests import queries
 from mailer.digests.compose import (ActionView, ArticleView, DigestParts, DigestSettings, Placeholders, TopicView,
                                     articles_for, compose_digest, personalise)
 from mailer.digests.models import Link, Send, SendArticle, SendKind
+from mailer.editors.operations import set_setting, setting
 from mailer.errors import DigestError
 from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
@@ -41,6 +42,8 @@ SLUG_LENGTH = 80
 INSERT_EVERY = 500
 # Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
 COMPOSE_LOCK = 0x6D61696C  # "mail"
+# The Setting holding the editors' note for the next digest; composing moves it onto the send.
+NOTE_SETTING = "digest.note"
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,8 @@ def compose_next(session: Session) -> Send | None:
     """Build the next digest from articles no digest has carried yet; None when there are none.
 
     Adds the Send, its SendArticle rows and one Link row per trackable link, and stores the
-    archive (web) version. Nothing is queued.
+    archive (web) version. The editors' note waiting for the next digest moves onto this one.
+    Nothing is queued.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMPOSE_LOCK})
@@ -71,9 +75,25 @@ def compose_next(session: Session) -> Send | None:
     previous = queries.last_digest(session)
     send = create_send(session, SendKind.digest, articles, slug_text=f"{now:%Y-%m-%d}-{articles[0].title}",
                        window_start_at=previous.window_end_at if previous else None, window_end_at=now,
-                       created_at=now)
+                       created_at=now, editor_note=setting(session, NOTE_SETTING).strip())
+    if send.editor_note:
+        set_setting(session, NOTE_SETTING, "")
     _store_archive(session, send)
     return send
+
+
+def set_note(session: Session, note: str) -> None:
+    """Keep the editors' note for the next digest (empty: none); the caller commits."""
+    set_setting(session, NOTE_SETTING, note.strip())
+
+
+def next_note(session: Session) -> str:
+    return setting(session, NOTE_SETTING)
+
+
+def set_held(session: Session, article: Article, is_held: bool) -> None:
+    """Hold an article back from the next digest, or let it go in again; the caller commits."""
+    article.is_held = is_held
 
 
 def create_send(session: Session, kind: SendKind, articles: Sequence[Article], *, slug_text: str,
@@ -125,7 +145,7 @@ def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
     views = article_views(session, send, placeholders)
-    settings = DigestSettings(config, archive_url(config, send), placeholders)
+    settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
     open_link_id = _open_link_id(session, send)
     done = queries.already_queued(session, send.id) | set(skip)
     compose = _composer(send)
@@ -214,7 +234,8 @@ def _store_archive(session: Session, send: Send) -> None:
     """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True)
+    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True,
+                              editor_note=send.editor_note)
     # The empty topic set follows everything: the web version shows all a send carries.
     parts = _composer(send)(article_views(session, send, placeholders), frozenset(), settings)
     if parts is None:
