@@ -95,6 +95,11 @@ def already_queued(session: Session, send_id: int) -> set[int]:
     return set(session.scalars(select(OutboxMessage.subscriber_id).where(OutboxMessage.send_id == send_id)))
 
 
+def send_by_form_key(session: Session, form_key: str) -> Send | None:
+    """The send a workspace form made, if it made one."""
+    return session.scalar(select(Send).where(Send.form_key == form_key))
+
+
 def get_send(session: Session, send_id: int) -> Send | None:
     return session.get(Send, send_id)
 
