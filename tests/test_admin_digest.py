@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from mailer.articles.models import Article
@@ -12,7 +14,9 @@ from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage
 from tests import factories
 from tests.contract import check_message
-from tests.editors import csrf_token, make_editor, post_form, sign_in
+from tests.editors import PASSWORD, csrf_token, make_editor, post_form, sign_in
+# The live server and the watched browser page of the reader's browser tests serve here too.
+from tests.test_browser import PHONE, live_server, open_page  # noqa: F401
 
 PAGE = "/admin/digest/"
 CHECHNYA = factories.CHECHNYA["title"]
@@ -187,6 +191,29 @@ def test_send_now_confirms_then_sends_once_per_form(client, session, frozen_cloc
     assert actions(session) == ["digest.send"]
 
 
+def test_send_now_racing_its_own_double_click_keeps_the_first_send(client, session, frozen_clock, monkeypatch):
+    from mailer.digests import queries
+    from mailer.digests.models import SendKind
+
+    signed_in_editor(client, session)
+    factories.subscriber(session, "all@example.org")
+    key = form_key(client)
+    # The other request of a double click committed its send after this one looked for the key.
+    session.add(Send(kind=SendKind.digest, slug="the-other-request", subject="The other request", form_key=key))
+    session.commit()
+    real_lookup, looks = queries.send_by_form_key, []
+
+    def late_lookup(db_session, wanted):
+        looks.append(wanted)
+        return None if len(looks) == 1 else real_lookup(db_session, wanted)
+
+    monkeypatch.setattr(queries, "send_by_form_key", late_lookup)
+    assert send_now(client, key).status_code == 302
+    assert "This form was already sent" in client.get(PAGE).get_data(as_text=True)
+    assert session.scalars(select(Send.slug)).all() == ["the-other-request"]
+    assert count(session, OutboxMessage) == 0 and actions(session) == []
+
+
 def test_send_now_with_nothing_new_sends_nothing(client, session, frozen_clock):
     make_editor()
     sign_in(client)
@@ -226,3 +253,26 @@ def test_a_bad_time_or_zone_saves_nothing(client, session, frozen_clock):
     bad_time = post_form(client, PAGE, "/admin/digest/schedules", day="MON", time="25:00", timezone="UTC")
     assert bad_time.status_code == 400 and "like 09:00" in bad_time.get_data(as_text=True)
     assert count(session, DigestSchedule) == 0 and actions(session) == []
+
+
+@pytest.mark.browser
+def test_the_room_fits_a_phone_and_frames_its_preview(session, frozen_clock, open_page):
+    factories.fixed_articles(session)
+    session.commit()
+    make_editor()
+    session.remove()
+    page = open_page(PHONE)
+    page.goto("/admin/login")
+    page.get_by_label("Email address").fill("editor@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.goto(PAGE)
+    expect(page.get_by_role("heading", level=1)).to_have_text("Next digest")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    page.get_by_label("Climate", exact=True).check()
+    page.get_by_role("button", name="Preview for these topics").click()
+    expect(page.frame_locator("iframe.mail-preview").get_by_role("heading", level=1)).to_have_text(CLIMATE)
+    expect(page.locator("pre.mail-preview")).to_contain_text(CLIMATE)
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert open_page.watch.errors == [] and open_page.watch.external == []
