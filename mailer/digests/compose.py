@@ -82,6 +82,7 @@ class DigestSettings:
     archive_url: str
     placeholders: Placeholders
     is_archive: bool = False  # the public web version: no personal links, a sign-up link instead
+    editor_note: str = ""  # the editors' words at the top of a digest (plain text); empty: none
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
         followed_topics=followed,
         archive_url=settings.archive_url,
         is_archive=settings.is_archive,
+        editor_note=settings.editor_note.strip(),
         subscribe_url=emails.absolute_url(settings.config, "/subscribe"),
         unsubscribe_url=placeholders.url("unsubscribe_url"),
         preferences_url=placeholders.url("preferences_url"),

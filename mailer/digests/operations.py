@@ -28,11 +28,13 @@ from mailer.digests import queries
 from mailer.digests.compose import (ActionView, ArticleView, DigestParts, DigestSettings, Placeholders, TopicView,
                                     articles_for, compose_digest, personalise)
 from mailer.digests.models import Link, Send, SendArticle, SendKind
+from mailer.editors.operations import set_setting, setting
 from mailer.errors import DigestError
 from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
 from mailer.outbox.models import BULK_PRIORITY, URGENT_PRIORITY
-from mailer.outbox.operations import BulkRecipient, enqueue_many
+from mailer.outbox.models import OutboxMessage
+from mailer.outbox.operations import BulkRecipient, enqueue, enqueue_many
 from subscribers import tokens as subscriber_tokens
 
 READ = "read"  # the Link kind of an article's "Read more"
@@ -41,6 +43,13 @@ SLUG_LENGTH = 80
 INSERT_EVERY = 500
 # Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
 COMPOSE_LOCK = 0x6D61696C  # "mail"
+# The Setting holding the editors' note for the next digest; composing moves it onto the send.
+NOTE_SETTING = "digest.note"
+# Every link of a preview goes nowhere: no token of a real reader may appear in it.
+PREVIEW_LINK = "#"
+# The open pixel of a preview: a blank image that loads nothing ("#" would fetch the page itself).
+PREVIEW_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+TEST_SUBJECT_PREFIX = "[Test] "
 
 
 @dataclass(frozen=True)
@@ -60,7 +69,8 @@ def compose_next(session: Session) -> Send | None:
     """Build the next digest from articles no digest has carried yet; None when there are none.
 
     Adds the Send, its SendArticle rows and one Link row per trackable link, and stores the
-    archive (web) version. Nothing is queued.
+    archive (web) version. The editors' note waiting for the next digest moves onto this one.
+    Nothing is queued.
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": COMPOSE_LOCK})
@@ -71,9 +81,82 @@ def compose_next(session: Session) -> Send | None:
     previous = queries.last_digest(session)
     send = create_send(session, SendKind.digest, articles, slug_text=f"{now:%Y-%m-%d}-{articles[0].title}",
                        window_start_at=previous.window_end_at if previous else None, window_end_at=now,
-                       created_at=now)
+                       created_at=now, editor_note=setting(session, NOTE_SETTING).strip())
+    if send.editor_note:
+        set_setting(session, NOTE_SETTING, "")
     _store_archive(session, send)
     return send
+
+
+def send_now(session: Session, form_key: str, created_by_id: int | None) -> tuple[Send | None, bool]:
+    """Compose the next digest and queue it, once per submitted form; (the send, whether it is new).
+
+    A form key already used names the send it made: (that send, False). Nothing new: (None, False).
+    Two requests with one key racing past the first look meet Send.form_key's unique constraint at
+    flush (IntegrityError): the caller rolls back and looks the key up again.
+    """
+    existing = queries.send_by_form_key(session, form_key)
+    if existing is not None:
+        return existing, False
+    send = compose_next(session)
+    if send is None:  # perhaps the same form's first request took the articles while we waited
+        return queries.send_by_form_key(session, form_key), False
+    send.form_key, send.created_by_id = form_key, created_by_id
+    session.flush()
+    queue(session, send)
+    return send, True
+
+
+def draft(session: Session) -> Send | None:
+    """A Send of what is new now, for a preview or a plan: the caller rolls it back, never commits it.
+
+    It carries the waiting editors' note; unlike compose_next it takes no lock, leaves the note in
+    place and stores no web version.
+    """
+    now = clock.now()
+    articles = queries.new_articles(session, now)
+    if not articles:
+        return None
+    return create_send(session, SendKind.digest, articles, slug_text=f"preview-{now:%Y-%m-%d}", created_at=now,
+                       editor_note=next_note(session))
+
+
+def preview(session: Session, send: Send, topic_set: frozenset[str]) -> emails.Rendered | None:
+    """`send` as readers following `topic_set` get it, composed as queue() does, every link "#".
+
+    None when nothing in it is for those topics (they would get no mail).
+    """
+    placeholders = Placeholders(secrets.token_hex(8))
+    settings = DigestSettings(_config(), PREVIEW_LINK, placeholders, editor_note=send.editor_note)
+    parts = _composer(send)(article_views(session, send, placeholders), topic_set, settings)
+    if parts is None:
+        return None
+    return personalise(parts, placeholders,
+                       lambda name: PREVIEW_PIXEL if name == "open_pixel_url" else PREVIEW_LINK)
+
+
+def queue_test(session: Session, rendered: emails.Rendered, to: str) -> OutboxMessage:
+    """Put one preview in the outbox for an editor, subject marked "[Test]": no send, no archive."""
+    config = _config()
+    message = emails.build(config, to=to, rendered=emails.Rendered(
+        subject=TEST_SUBJECT_PREFIX + rendered.subject, text=rendered.text, html=rendered.html),
+        # An editor's copy has no subscription to end: its unsubscribe goes to the workspace.
+        unsubscribe_url=emails.absolute_url(config, "/admin/digest/"), is_bulk=False)
+    return enqueue(session, kind="test", message=message, dedupe_key=f"test:{message['Message-ID']}")
+
+
+def set_note(session: Session, note: str) -> None:
+    """Keep the editors' note for the next digest (empty: none); the caller commits."""
+    set_setting(session, NOTE_SETTING, note.strip())
+
+
+def next_note(session: Session) -> str:
+    return setting(session, NOTE_SETTING)
+
+
+def set_held(session: Session, article: Article, is_held: bool) -> None:
+    """Hold an article back from the next digest, or let it go in again; the caller commits."""
+    article.is_held = is_held
 
 
 def create_send(session: Session, kind: SendKind, articles: Sequence[Article], *, slug_text: str,
@@ -125,7 +208,7 @@ def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
     views = article_views(session, send, placeholders)
-    settings = DigestSettings(config, archive_url(config, send), placeholders)
+    settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
     open_link_id = _open_link_id(session, send)
     done = queries.already_queued(session, send.id) | set(skip)
     compose = _composer(send)
@@ -214,7 +297,8 @@ def _store_archive(session: Session, send: Send) -> None:
     """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True)
+    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True,
+                              editor_note=send.editor_note)
     # The empty topic set follows everything: the web version shows all a send carries.
     parts = _composer(send)(article_views(session, send, placeholders), frozenset(), settings)
     if parts is None:

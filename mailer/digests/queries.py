@@ -22,18 +22,22 @@ from subscribers.models import Subscriber, SubscriberState, Suppression
 _SLUG = re.compile(r"[a-z0-9-]+")
 
 
-def new_articles(session: Session, now: datetime) -> list[Article]:
+def new_articles(session: Session, now: datetime, *, include_held: bool = False) -> list[Article]:
     """Articles published by `now`, not unpublished, that no digest has carried yet, newest first.
 
     "Not carried" rather than "published after the last digest": an article imported late with an
-    earlier date still goes out once.
+    earlier date still goes out once. An article an editor held back waits, unless `include_held`
+    (the workspace lists them, to let them go again).
     """
     carried = (select(SendArticle.article_id)
                .join(Send, Send.id == SendArticle.send_id)
                .where(Send.kind == SendKind.digest))
+    query = select(Article).where(Article.published_at <= now, Article.unpublished_at.is_(None),
+                                  Article.id.not_in(carried))
+    if not include_held:
+        query = query.where(Article.is_held.is_(False))
     return list(session.scalars(
-        select(Article)
-        .where(Article.published_at <= now, Article.unpublished_at.is_(None), Article.id.not_in(carried))
+        query
         .options(selectinload(Article.topics), selectinload(Article.actions))
         .order_by(Article.published_at.desc(), Article.id.desc())))
 
@@ -90,6 +94,11 @@ def links_of(session: Session, send_id: int) -> list[Link]:
 def already_queued(session: Session, send_id: int) -> set[int]:
     """Subscriber ids that already have this send in the outbox."""
     return set(session.scalars(select(OutboxMessage.subscriber_id).where(OutboxMessage.send_id == send_id)))
+
+
+def send_by_form_key(session: Session, form_key: str) -> Send | None:
+    """The send a workspace form made, if it made one."""
+    return session.scalar(select(Send).where(Send.form_key == form_key))
 
 
 def get_send(session: Session, send_id: int) -> Send | None:
