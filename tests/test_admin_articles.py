@@ -243,10 +243,12 @@ def test_an_editor_writes_an_article_with_a_petition_on_a_phone(open_page, sessi
     page.get_by_role("button", name="Preview").click()
     expect(page.get_by_role("heading", name="Preview (not saved)")).to_be_visible()
     expect(page.locator("section.preview strong")).to_have_text("noon")
+    page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_text("Saved “Vigil For The Detained”.")).to_be_visible()
     assert page.locator("#action-0-label").input_value() == "Sign the petition"
+    page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     page.get_by_role("link", name="All articles").click()
     expect(page.get_by_role("link", name="Vigil For The Detained")).to_be_visible()

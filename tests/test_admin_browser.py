@@ -92,7 +92,8 @@ def test_admin_creates_an_editor_who_signs_in_with_two_factor_on_a_phone(open_pa
     assert [e for e in open_page.watch.errors if "status of 401" not in e and "status of 403" not in e] == []
 
 
-def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, session, deliver):
+def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, session, deliver, chromium,
+                                                                   live_server):
     make_editor()
     factories.fixed_articles(session)
     factories.subscriber(session, "reader@example.org", topics=("lgbtiq-rights",))
@@ -113,7 +114,33 @@ def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, se
     assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     phone.get_by_role("button", name="Send the alert to 1 reader(s) now").click()
     expect(phone.get_by_role("heading", name=re.compile(r"Alert \d+ is going out"))).to_be_visible()
-    assert [m["To"].addresses[0].addr_spec for m in deliver()] == ["reader@example.org"]
+    messages = deliver()
+    assert [m["To"].addresses[0].addr_spec for m in messages] == ["reader@example.org"]
     assert open_page.watch.external == []
+
+    # The reader follows the tracked petition link in the mail; the editor sees the click.
+    text = messages[0].get_body(("plain",)).get_content()
+    tracked = re.search(r">> Sign the petition for Russia to intervene: (https://news\.example\.org(/l/\S+))", text)
+    reader = chromium.new_page(viewport=PHONE)
+    # The petition site is outside this machine: answer for it locally.
+    reader.route("https://**/*", lambda route: route.fulfill(
+        status=200, content_type="text/html", body="<title>Petition</title><h1>Russia, intervene</h1>"))
+    reader.goto(live_server + "/subscribe")
+    reader.set_content(f'<a href="{live_server}{tracked.group(2)}">Sign the petition</a>')  # the mail, opened
+    reader.get_by_role("link", name="Sign the petition").click()
+    reader.wait_for_url(factories.PETITION_URL)
+    reader.close()
+    phone.get_by_role("link", name="Sends").click()
+    phone.get_by_role("link", name=re.compile("Urgent: Two Dead")).first.click()
+    expect(phone.get_by_text("Sign the petition for Russia to intervene").first).to_be_visible()
+    phone.wait_for_load_state("load")
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page_text = phone.locator("main").inner_text()
+    assert "100.0%" in page_text  # action rate: the one reader it reached clicked the petition
+    if os.environ.get("SCREENSHOTS") == "1":
+        desk = open_page(DESKTOP)
+        _sign_in(desk, "editor@example.org")
+        desk.goto(phone.url)
+        desk.screenshot(path=str(SCREENSHOTS / "admin-send-results.png"), full_page=True)
     # The only complaint allowed: the preview refusing the article's remote image, as its policy says.
     assert [e for e in open_page.watch.errors if "img-src" not in e] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -16,7 +17,7 @@ from tests import factories
 from tests.contract import check_message
 from tests.editors import PASSWORD, csrf_token, make_editor, post_form, sign_in
 # The live server and the watched browser page of the reader's browser tests serve here too.
-from tests.test_browser import PHONE, live_server, open_page  # noqa: F401
+from tests.test_browser import PHONE, SCREENSHOTS, live_server, open_page  # noqa: F401
 
 PAGE = "/admin/digest/"
 CHECHNYA = factories.CHECHNYA["title"]
@@ -268,11 +269,15 @@ def test_the_room_fits_a_phone_and_frames_its_preview(session, frozen_clock, ope
     page.get_by_role("button", name="Sign in").click()
     page.goto(PAGE)
     expect(page.get_by_role("heading", level=1)).to_have_text("Next digest")
+    page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
 
     page.get_by_label("Climate", exact=True).check()
     page.get_by_role("button", name="Preview for these topics").click()
     expect(page.frame_locator("iframe.mail-preview").get_by_role("heading", level=1)).to_have_text(CLIMATE)
     expect(page.locator("pre.mail-preview")).to_contain_text(CLIMATE)
+    if os.environ.get("SCREENSHOTS") == "1":
+        page.screenshot(path=str(SCREENSHOTS / "admin-digest-preview.png"), full_page=True)
+    page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert open_page.watch.errors == [] and open_page.watch.external == []
