@@ -281,3 +281,40 @@ def test_the_room_fits_a_phone_and_frames_its_preview(session, frozen_clock, ope
     page.wait_for_load_state("load")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     assert open_page.watch.errors == [] and open_page.watch.external == []
+
+
+def test_a_paused_schedule_sends_nothing_and_resumes_at_its_next_time(client, session, frozen_clock):
+    """Time travel through the workspace: a weekly schedule, paused over its slot, then resumed."""
+    from datetime import UTC, datetime, timedelta
+
+    from mailer.digests import tasks
+
+    factories.fixed_articles(session)
+    factories.subscriber(session, "all@example.org")
+    session.commit()
+    make_editor()
+    sign_in(client)
+    post_form(client, PAGE, "/admin/digest/schedules", day=["TUE"], time="09:00", timezone="UTC")
+    schedule = session.scalar(select(DigestSchedule))
+    assert schedule.next_run_at == datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # frozen on Monday 09:00
+    assert post_form(client, PAGE, f"/admin/digest/schedules/{schedule.id}/pause").status_code == 302
+    assert "Paused: nothing goes out" in client.get(PAGE).get_data(as_text=True)
+
+    frozen_clock.advance(timedelta(days=2))  # Wednesday: Tuesday's slot passed while paused
+    session.remove()
+    tasks.send_due_digests()
+    assert count(session, Send) == 0
+
+    sign_in(client)  # two days on, the session has ended for idleness
+    assert post_form(client, PAGE, f"/admin/digest/schedules/{schedule.id}/pause").status_code == 302
+    session.expire_all()
+    assert session.get(DigestSchedule, schedule.id).next_run_at == datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    session.remove()
+    tasks.send_due_digests()  # resumed on Wednesday: the missed Tuesday is not sent late
+    assert count(session, Send) == 0
+    frozen_clock.advance(timedelta(days=6))  # the next Tuesday, 09:00
+    session.remove()
+    tasks.send_due_digests()
+    assert count(session, Send) == 1
+    assert [a for a in actions(session) if a.startswith("schedule.")] == [
+        "schedule.add", "schedule.pause", "schedule.resume"]

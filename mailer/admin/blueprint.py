@@ -41,16 +41,20 @@ def _idle_limit() -> timedelta:
 @blueprint.before_request
 def _gate():
     """Sign-in, idle expiry and required two-factor, for every room under /admin/."""
-    if request.endpoint in OPEN_ENDPOINTS:
+    is_open = request.endpoint in OPEN_ENDPOINTS
+    if current_user.is_authenticated:
+        now = int(clock.now().timestamp())
+        if now - session.get("seen_at", 0) > _idle_limit().total_seconds():
+            logout_user()
+            session.clear()
+            if not is_open:
+                return redirect(url_for("admin.auth.login", expired=1, next=request.full_path.rstrip("?")))
+        else:
+            session["seen_at"] = now
+    if is_open:
         return None
     if not current_user.is_authenticated:
         return redirect(url_for("admin.auth.login", next=request.full_path.rstrip("?")))
-    now = int(clock.now().timestamp())
-    if now - session.get("seen_at", 0) > _idle_limit().total_seconds():
-        logout_user()
-        session.clear()
-        return redirect(url_for("admin.auth.login", expired=1, next=request.full_path.rstrip("?")))
-    session["seen_at"] = now
     if (request.endpoint not in ENROLMENT_ENDPOINTS and not current_user.has_totp
             and editor_operations.totp_required(db.session)):
         return redirect(url_for("admin.auth.two_factor", required=1))

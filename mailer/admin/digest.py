@@ -258,6 +258,21 @@ def remove_schedule(schedule_id: int):
     return redirect(url_for("admin.digest.index"))
 
 
+def pause_schedule(schedule_id: int):
+    """Pause a running schedule, or resume a paused one."""
+    if not forms.ConfirmForm().validate_on_submit():
+        abort(400)
+    schedule = db.session.get(DigestSchedule, schedule_id)
+    if schedule is None:
+        raise NotFound("That schedule is gone.")
+    pause = not schedule.is_paused
+    schedules.set_paused(db.session, schedule, pause)
+    audit("schedule.pause" if pause else "schedule.resume", schedule, f"{schedule.cron} {schedule.timezone}")
+    db.session.commit()
+    flash(f"Schedule {'paused' if pause else 'resumed'}: {schedule.cron} ({schedule.timezone}).")
+    return redirect(url_for("admin.digest.index"))
+
+
 blueprint.add_url_rule("/", "index", index, methods=["GET", "POST"])
 blueprint.add_url_rule("/preview", "preview", preview, methods=["GET"])
 blueprint.add_url_rule("/preview.html", "preview_html", preview_html, methods=["GET"])
@@ -265,4 +280,5 @@ blueprint.add_url_rule("/test", "send_test", send_test, methods=["POST"])
 blueprint.add_url_rule("/send", "confirm_send", confirm_send, methods=["GET"])
 blueprint.add_url_rule("/send", "send_now", send_now, methods=["POST"])
 blueprint.add_url_rule("/schedules", "add_schedule", add_schedule, methods=["POST"])
+blueprint.add_url_rule("/schedules/<int:schedule_id>/pause", "pause_schedule", pause_schedule, methods=["POST"])
 blueprint.add_url_rule("/schedules/<int:schedule_id>/remove", "remove_schedule", remove_schedule, methods=["POST"])

@@ -107,4 +107,5 @@ class DigestSchedule(Base):
     timezone: Mapped[str] = mapped_column(String(64))  # an IANA name, e.g. "Europe/London"
     next_run_at: Mapped[datetime] = mapped_column(index=True)  # the next slot, in UTC
     last_run_at: Mapped[datetime | None]  # the last slot run (a digest sent, or nothing new)
+    is_paused: Mapped[bool] = mapped_column(default=False)  # skipped until resumed; no slot is made up
     created_at: Mapped[datetime] = mapped_column(default=clock.now)

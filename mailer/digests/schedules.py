@@ -91,6 +91,17 @@ def add(session: Session, cron: str, timezone: str) -> DigestSchedule:
     return schedule
 
 
+def set_paused(session: Session, schedule: DigestSchedule, paused: bool) -> None:
+    """Pause or resume a schedule. Resuming starts from its next slot after now: slots missed while
+    paused are not sent late (a weekly digest resumed on Thursday waits for Monday)."""
+    if paused == schedule.is_paused:
+        raise DigestError(f"schedule {schedule.id} is already {'paused' if paused else 'running'}")
+    schedule.is_paused = paused
+    if not paused:
+        next_run_at = trigger_for(schedule.cron, schedule.timezone).get_next_fire_time(None, clock.now())
+        schedule.next_run_at = next_run_at.astimezone(UTC)
+
+
 def remove(session: Session, schedule_id: int) -> None:
     """Remove a schedule; digests it already sent stay in the archive. The caller commits."""
     schedule = session.get(DigestSchedule, schedule_id)
@@ -104,8 +115,9 @@ def all_schedules(session: Session) -> list[DigestSchedule]:
 
 
 def due_ids(session: Session, now: datetime) -> list[int]:
-    """The schedules whose next slot has come."""
-    return list(session.scalars(select(DigestSchedule.id).where(DigestSchedule.next_run_at <= now)
+    """The schedules whose next slot has come (paused ones wait)."""
+    return list(session.scalars(select(DigestSchedule.id).where(DigestSchedule.next_run_at <= now,
+                                                                DigestSchedule.is_paused.is_(False))
                                 .order_by(DigestSchedule.next_run_at, DigestSchedule.id)))
 
 

@@ -111,9 +111,15 @@ def upgrade() -> None:
     with op.batch_alter_table('topics', schema=None) as batch_op:
         batch_op.add_column(sa.Column('is_hidden', sa.Boolean(), nullable=False, server_default=sa.false()))
 
+    with op.batch_alter_table('digest_schedules', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('is_paused', sa.Boolean(), nullable=False, server_default=sa.false()))
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('digest_schedules', schema=None) as batch_op:
+        batch_op.drop_column('is_paused')
+
     with op.batch_alter_table('topics', schema=None) as batch_op:
         batch_op.drop_column('is_hidden')
 
