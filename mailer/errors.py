@@ -71,3 +71,7 @@ class LoginRefused(MailerError):
         self.throttled = throttled
         if throttled:
             self.status_code = 429
+
+
+class PrivacyError(MailerError):
+    """A privacy notice cannot be published that way (a version taken or malformed, an empty body)."""

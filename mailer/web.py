@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
 from mailer import db
 from mailer.errors import MailerError
+from mailer.privacy import queries as privacy_queries
 
 blueprint = Blueprint("site", __name__)
 
@@ -19,8 +20,19 @@ PAGE_POLICY = ("default-src 'none'; style-src 'self'; img-src 'self'; form-actio
 
 
 @blueprint.get("/privacy")
-def privacy():
+@blueprint.get("/privacy/<version>")
+def privacy(version: str | None = None):
+    """The notice published last (or `version`); the config's page while no notice of that version exists."""
     site = current_app.config["MAILER"]["site"]
+    if version is None:
+        notice = privacy_queries.current(db.session)
+    else:
+        notice = privacy_queries.by_version(db.session, version)
+        if notice is None and version != site["privacy_policy_version"]:
+            abort(404)
+    if notice is not None:
+        return render_template("privacy.html", version=notice.version, notice=notice,
+                               postal_address=site["postal_address"])
     return render_template("privacy.html", version=site["privacy_policy_version"],
                            postal_address=site["postal_address"])
 

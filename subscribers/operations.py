@@ -10,7 +10,7 @@ from datetime import timedelta
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from mailer import clock, emails
 from mailer.config import Config
@@ -18,6 +18,7 @@ from mailer.errors import SubscriberError
 from mailer.digests.models import Click
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.operations import enqueue
+from mailer.privacy import queries as privacy_queries
 from mailer.topics.models import Topic
 from mailer.topics.operations import SLUG_RE
 from subscribers import copy, tokens
@@ -82,7 +83,8 @@ def _record(subscriber: Subscriber, action: ConsentAction, meta: RequestMeta, *,
     event = ConsentEvent(
         action=action,
         consent_text=consent_text,
-        privacy_policy_version=_config()["site"]["privacy_policy_version"],
+        privacy_policy_version=privacy_queries.current_version(object_session(subscriber),
+                                                               _config()["site"]["privacy_policy_version"]),
         source=meta.source,
         form_id=_printable(meta.form_id)[:50],
         ip_address=_printable(meta.ip_address)[:45],
