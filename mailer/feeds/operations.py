@@ -21,10 +21,11 @@ from datetime import datetime, timezone
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from mailer import clock
+from mailer.articles.models import Article
 from mailer.articles.operations import one_line, upsert_article, web_url
 from mailer.articles.rendering import plain_text, shorten
 from mailer.errors import ArticleError, FeedError, MailerError
@@ -355,3 +356,17 @@ def record_failure(session: Session, feed: Feed, error: str) -> PollReport:
     # The error may quote the server (an HTTP reason phrase): one line, no escape sequences for a terminal.
     feed.last_error = one_line(error, 1000)
     return PollReport(feed_id=feed.id, url=feed.url, error=feed.last_error)
+
+
+def set_feed_topics(session: Session, feed: Feed, topics: list[Topic]) -> None:
+    """Give `feed` these default topics (existing ones; no commit). Articles already stored keep theirs."""
+    feed.topics = list(dict.fromkeys(topics))
+    session.flush()
+
+
+def remove_feed(session: Session, feed: Feed) -> int:
+    """Stop polling `feed` (no commit); the articles it brought stay, without a feed. Returns how many."""
+    kept = session.execute(update(Article).where(Article.feed_id == feed.id).values(feed_id=None)).rowcount
+    session.delete(feed)
+    session.flush()
+    return kept

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import select
@@ -24,32 +25,60 @@ def poll_feeds(*, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
     block_private_addresses = current_app.config["MAILER"]["feeds"]["block_private_addresses"]
     feeds = [(f.id, f.url, f.etag, f.last_modified) for f in session.scalars(select(Feed).order_by(Feed.id))]
     session.commit()
-    reports = []
-    for feed_id, url, etag, last_modified in feeds:
-        fetched = parsed = None
-        error = ""
-        try:
-            fetched = operations.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout,
-                                       max_bytes=max_bytes, block_private_addresses=block_private_addresses)
-            if fetched.content is not None:
-                parsed = operations.parse(fetched)
-        except FeedError as exc:
-            error = str(exc)
+    return [report for feed in feeds
+            if (report := _poll(session, *feed, timeout=timeout, max_bytes=max_bytes,
+                                block_private_addresses=block_private_addresses)) is not None]
+
+
+def poll_feed(feed_id: int, *, timeout: float = operations.FETCH_TIMEOUT_SECONDS,
+              max_bytes: int = operations.MAX_FEED_BYTES,
+              before_commit: Callable[[Feed, operations.PollReport], None] | None = None,
+              ) -> operations.PollReport | None:
+    """Poll one feed now, as poll_feeds does for all (fetched outside any transaction, then stored and
+    committed); None when there is no such feed. `before_commit` (an audit row, say) joins the commit
+    that stores the result."""
+    session = db.session
+    feed = session.get(Feed, feed_id)
+    if feed is None:
+        return None
+    known = (feed.id, feed.url, feed.etag, feed.last_modified)
+    session.commit()
+    return _poll(session, *known, timeout=timeout, max_bytes=max_bytes, before_commit=before_commit,
+                 block_private_addresses=current_app.config["MAILER"]["feeds"]["block_private_addresses"])
+
+
+def _poll(session, feed_id: int, url: str, etag: str, last_modified: str, *, timeout: float, max_bytes: int,
+          block_private_addresses: bool, before_commit=None) -> operations.PollReport | None:
+    """Fetch one feed with no transaction open, then store its entries (or its error) and commit;
+    None when the feed was removed while we fetched."""
+    fetched = parsed = None
+    error = ""
+    try:
+        fetched = operations.fetch(url, etag=etag, last_modified=last_modified, timeout=timeout,
+                                   max_bytes=max_bytes, block_private_addresses=block_private_addresses)
+        if fetched.content is not None:
+            parsed = operations.parse(fetched)
+    except FeedError as exc:
+        error = str(exc)
+    feed = session.get(Feed, feed_id)
+    if feed is None:  # removed while we were fetching
+        session.commit()
+        return None
+    try:
+        report = (operations.record_failure(session, feed, error) if error
+                  else operations.store_entries(session, feed, fetched, parsed))
+        if before_commit:
+            before_commit(feed, report)
+        session.commit()
+    except Exception as exc:  # a bug or a database hiccup with one feed must not stop the others
+        log.exception("storing feed %s failed", url)
+        session.rollback()
         feed = session.get(Feed, feed_id)
-        if feed is None:  # removed while we were fetching
-            session.commit()
-            continue
-        try:
-            report = (operations.record_failure(session, feed, error) if error
-                      else operations.store_entries(session, feed, fetched, parsed))
-            session.commit()
-        except Exception as exc:  # a bug or a database hiccup with one feed must not stop the others
-            log.exception("storing feed %s failed", url)
-            session.rollback()
-            report = operations.record_failure(session, session.get(Feed, feed_id), f"could not store entries: {exc}")
-            session.commit()
-        reports.append(report)
-    return reports
+        report = operations.record_failure(session, feed, f"could not store entries: {exc}")
+        if before_commit:
+            before_commit(feed, report)
+        session.commit()
+    return report
 
 
 def poll_all() -> None:
