@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from mailer import clock, db
-from mailer.admin import accounts, alerts, articles, auth, dashboard, digest, sends, topics
+from mailer.admin import (accounts, alerts, articles, auth, dashboard, digest, sends, subscribers as subscriber_room,
+                          topics)
 from mailer.editors import operations as editor_operations
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
@@ -85,5 +86,5 @@ def _menu():
 
 
 # Each room is a blueprint of its own, nested here once (a blueprint registers its children per app).
-for _room in (auth, dashboard, digest, alerts, sends, articles, topics, accounts):
+for _room in (auth, dashboard, digest, alerts, sends, articles, topics, subscriber_room, accounts):
     blueprint.register_blueprint(_room.blueprint)
