@@ -128,7 +128,7 @@ def test_a_subscribers_page_shows_consent_mail_and_clicks_and_audits_the_view(ed
     _plain(html)
     for text in ("<h1>ana@example.org</h1>", "<dd>Ana Lima</dd>", "<dd>confirmed</dd>",
                  "<dt>Paused</dt><dd>yes</dd>", "<dd>climate, ukraine</dd>", "<td>given</td>", "<td>2026-03</td>",
-                 "<td>web</td>",                  "<td>203.0.113.7</td>", "<td>Firefox/140</td>", "<td>climate ukraine</td>",
+                 "<td>web</td>", "<td>203.0.113.7</td>", "<td>Firefox/140</td>", "<td>climate ukraine</td>",
                  "<td>alert</td>", "<td>failed</td>", "<td>550 mailbox full</td>",
                  "Sign the petition (petition)", f'/admin/sends/{send.id}">Sign the petition today</a>'):
         assert text in html, text
@@ -202,3 +202,79 @@ def test_export_is_the_cli_csv_and_audited(editor_client, session):
                                          ["bob@example.org", "", "pending (paused)", ""]]
     assert _audit(session) == [("subscriber.export", "", "2 subscribers")]
     assert session.scalar(select(Subscriber.id).where(Subscriber.email == "bob@example.org"))
+
+
+# ---- import ------------------------------------------------------------------------------------------
+
+def _upload(client, content: bytes, filename: str = "list.csv", **data):
+    token = _token(client.get(f"{INDEX}import").get_data(as_text=True))
+    return client.post(f"{INDEX}import", data={"csrf_token": token, "file": (io.BytesIO(content), filename), **data},
+                       content_type="multipart/form-data")
+
+
+def _emails(session) -> dict[str, SubscriberState]:
+    session.expire_all()
+    return {email: state for email, state in session.execute(select(Subscriber.email, Subscriber.state))}
+
+
+def test_an_upload_imports_good_rows_and_shows_each_refused_row(editor_client, session):
+    factories.topic(session, "ukraine")
+    factories.subscriber(session, "old@example.org")
+    factories.subscriber(session, "gone@example.org", state=SubscriberState.unsubscribed, suppressed="bounced")
+    session.commit()
+    content = ("email,name,topics\n"
+               "new@example.org,New Reader,ukraine\n"
+               "not-an-address,Bad,\n"
+               "other@example.org,Other,nosuchtopic\n"
+               "new@EXAMPLE.org,Again,\n"  # the same address: a domain has no case
+
+               "old@example.org,Old,\n"
+               "gone@example.org,Gone,\n"
+               "second@example.org,,\n").encode()
+    response = _upload(editor_client, content)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    _plain(html)
+    assert "7 row(s) read: 2 imported, 1 already subscribed,\n2 skipped, 2 with errors." in html
+    for line, outcome in ((2, "imported"), (3, "error"), (4, "error"), (5, "skipped"), (6, "already subscribed"),
+                          (7, "skipped"), (8, "imported")):
+        assert f"<td>{line}</td>\n    <td>{outcome}</td>" in html, (line, outcome)
+    assert "Unknown topic: nosuchtopic" in html and "same address as line 2" in html
+    emails = _emails(session)
+    assert emails["new@example.org"] == SubscriberState.pending  # double opt-in: the confirmation mail is queued
+    assert emails["second@example.org"] == SubscriberState.pending
+    assert "other@example.org" not in emails and emails["gone@example.org"] == SubscriberState.unsubscribed
+    assert _audit(session) == [("subscriber.import", "", "list.csv: imported 2, skipped 3, errors 2")]
+
+
+def test_an_upload_may_confirm_at_once_and_be_larger_than_a_form(editor_client, session):
+    content = "email,name\n" + "".join(f"reader{n:04d}@example.org,{'Reader ' * 6}{n}\n" for n in range(1000))
+    assert len(content) > 64 * 1024
+    response = _upload(editor_client, content.encode(), confirmed="y")
+    assert response.status_code == 200
+    assert "1000 row(s) read: 1000 imported" in response.get_data(as_text=True)
+    emails = _emails(session)
+    assert len(emails) == 1000 and set(emails.values()) == {SubscriberState.confirmed}
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "is not UTF-8 text"),
+    (b"name,topics\nAna,ukraine\n", "has no &#39;email&#39; column in its header line"),
+    (b"", "is empty"),
+])
+def test_a_file_that_is_not_a_subscriber_csv_is_a_400_that_imports_nothing(editor_client, session, content, reason):
+    response = _upload(editor_client, content, filename="picture.png")
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    assert "Nothing was imported: picture.png " in html and reason in html
+    assert _emails(session) == {} and _audit(session) == []
+
+
+def test_an_upload_without_a_file_or_a_csrf_token_is_refused(editor_client, session):
+    token = _token(editor_client.get(f"{INDEX}import").get_data(as_text=True))
+    no_file = editor_client.post(f"{INDEX}import", data={"csrf_token": token}, content_type="multipart/form-data")
+    assert no_file.status_code == 400 and "Choose a CSV file to import." in no_file.get_data(as_text=True)
+    no_token = editor_client.post(f"{INDEX}import", data={"file": (io.BytesIO(b"email\na@example.org\n"), "a.csv")},
+                                  content_type="multipart/form-data")
+    assert no_token.status_code == 400
+    assert _emails(session) == {}

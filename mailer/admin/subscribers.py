@@ -5,25 +5,33 @@ data, so it is audited like every change."""
 from __future__ import annotations
 
 import io
+import tempfile
+from pathlib import Path
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
-from wtforms import StringField
+from werkzeug.utils import secure_filename
+from wtforms import BooleanField, StringField
 from wtforms.validators import Length
 
 from mailer import db
 from mailer.admin.access import audit
 from mailer.digests.models import Click, Send
+from mailer.errors import SubscriberError
+from mailer.extensions import csrf
 from mailer.outbox.models import OutboxMessage
 from mailer.topics.models import SubscriberTopic, Topic
-from subscribers import exporting
+from subscribers import exporting, importing, queries
 from subscribers.models import Subscriber, SubscriberState, Suppression
 
 blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
 
 PAGE = 50
+# The app refuses bodies over 64 KB; an uploaded list may be larger. Larger files: `mailer subscribers import`.
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 MANUAL = "manual"
 EXPIRED = "The form had expired or was incomplete. Please try again."
 # Why a suppression that is not the editors' own cannot be lifted here.
@@ -41,6 +49,12 @@ class SuppressForm(FlaskForm):
 
 class LiftForm(FlaskForm):
     pass
+
+
+class ImportForm(FlaskForm):
+    file = FileField("CSV file (UTF-8; columns email, name, topics with slugs separated by ;)")
+    confirmed = BooleanField("These people already gave consent elsewhere: confirm them at once, without "
+                             "a confirmation mail (the consent record names this file as proof)")
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:
@@ -150,7 +164,62 @@ def export():
         "Content-Disposition": 'attachment; filename="subscribers.csv"'})
 
 
+def upload():
+    """The import form; on POST, the file imported through subscribers.importing and each row's outcome."""
+    if request.method == "GET":
+        return render_template("admin/subscribers_import.html", form=ImportForm(formdata=None), error=None,
+                               report=None)
+    # Before anything reads the body: a list may be larger than a form, and CSRF is checked here (the view
+    # is exempt from the app-wide check, which would read the body under the app's smaller limit).
+    request.max_content_length = MAX_UPLOAD_BYTES
+    csrf.protect()
+    form = ImportForm()
+    upload_file = form.file.data
+    if not form.validate_on_submit() or upload_file is None or not upload_file.filename:
+        return _import_error(form, "Choose a CSV file to import.")
+    name = secure_filename(upload_file.filename) or "upload.csv"
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        upload_file.save(path)
+        try:
+            total = importing.count_rows(path)  # refuses a file that is not UTF-8 CSV with an email column
+        except SubscriberError as exc:
+            return _import_error(form, f"Nothing was imported: {exc}")
+        rows = [item for item in importing.read_rows(path, [], set(db.session.scalars(select(Topic.slug))))
+                if isinstance(item, importing.Row)]
+        before = set()
+        for start in range(0, len(rows), 500):
+            before |= queries.known_addresses([row.email for row in rows[start:start + 500]])
+        db.session.rollback()
+        try:
+            report = importing.import_csv(path, topic_slugs=[], is_confirmed=form.confirmed.data)
+        except SubscriberError as exc:
+            db.session.rollback()
+            return _import_error(form, f"Nothing more was imported: {exc}")
+    refused = {problem.line for problem in report.problems}
+    outcomes = sorted([(problem.line, "error" if problem.is_error else "skipped", problem.reason)
+                       for problem in report.problems]
+                      + [(row.line, "already subscribed", row.email) for row in rows
+                         if row.line not in refused and row.email in before]
+                      + [(row.line, "imported", row.email) for row in rows
+                         if row.line not in refused and row.email not in before])
+    audit("subscriber.import", None, f"{name}: {report.summary()}"
+          + (" (confirmed)" if form.confirmed.data else ""))
+    db.session.commit()
+    return render_template("admin/subscribers_import.html", form=ImportForm(formdata=None), error=None,
+                           report=report, total=total, outcomes=outcomes, name=name,
+                           already=sum(1 for _, outcome, _ in outcomes if outcome == "already subscribed"),
+                           ), 200
+
+
+def _import_error(form: ImportForm, message: str):
+    return render_template("admin/subscribers_import.html", form=form, error=message, report=None), 400
+
+
+csrf.exempt(upload)
+
 blueprint.add_url_rule("/", "index", index, methods=["GET"])
+blueprint.add_url_rule("/import", "upload", upload, methods=["GET", "POST"])
 blueprint.add_url_rule("/export.csv", "export", export, methods=["GET"])
 blueprint.add_url_rule("/<int:subscriber_id>", "show", show, methods=["GET"])
 blueprint.add_url_rule("/<int:subscriber_id>/suppress", "suppress", suppress, methods=["POST"])
