@@ -101,7 +101,9 @@ def index():
 
 def show(subscriber_id: int):
     subscriber = _subscriber(subscriber_id)
-    audit("subscriber.view", subscriber, subscriber.email)
+    # The audit row names the subscriber by id only: an erasure deletes the subscriber, and must not leave
+    # their address behind in the audit log.
+    audit("subscriber.view", subscriber)
     db.session.commit()
     return _page(subscriber)
 
@@ -131,7 +133,7 @@ def suppress(subscriber_id: int):
         return _page(subscriber, "This address is already suppressed.", form)
     detail = form.detail.data.strip()
     db.session.add(Suppression(email=subscriber.email, reason=MANUAL, detail=detail))
-    audit("subscriber.suppress", subscriber, detail)
+    audit("subscriber.suppress", subscriber, MANUAL)
     db.session.commit()
     flash(f"{subscriber.email} is suppressed: it gets no bulk mail until you lift it.")
     return redirect(url_for("admin.subscribers.show", subscriber_id=subscriber.id))
@@ -148,7 +150,7 @@ def unsuppress(subscriber_id: int):
     if suppression.reason != MANUAL:
         return _page(subscriber, "This suppression cannot be lifted here: "
                      + NOT_LIFTABLE.get(suppression.reason, f"its reason is {suppression.reason}") + ".")
-    audit("subscriber.unsuppress", subscriber, suppression.detail)
+    audit("subscriber.unsuppress", subscriber, MANUAL)
     db.session.delete(suppression)
     db.session.commit()
     flash(f"The suppression of {subscriber.email} is lifted.")
