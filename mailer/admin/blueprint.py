@@ -9,6 +9,7 @@ from flask_login import current_user, logout_user
 
 from mailer import clock, db
 from mailer.admin import accounts, alerts, articles, auth, dashboard, digest, feeds, privacy, sends, topics
+from mailer.admin import subscribers as subscriber_room
 from mailer.editors import operations as editor_operations
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
@@ -89,5 +90,5 @@ def _menu():
 
 
 # Each room is a blueprint of its own, nested here once (a blueprint registers its children per app).
-for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, privacy, accounts):
+for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, subscriber_room, privacy, accounts):
     blueprint.register_blueprint(_room.blueprint)
