@@ -22,9 +22,28 @@ def alembic_config(connection) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply every migration up to `revision`."""
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
+    """Apply every migration up to `revision`.
+
+    On SQLite, foreign keys are off while migrations run: a batch migration rebuilds a table by
+    dropping it, and with them on, the drop would cascade to every row that refers to it (a new
+    column on `sends` would delete the outbox and the links). They are checked once it is done.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), revision)
+        return
+    with engine.connect() as connection:
+        raw = connection.connection.dbapi_connection  # the PRAGMA is ignored inside a transaction
+        raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                command.upgrade(alembic_config(connection), revision)
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise ConfigError(f"migrating left {len(broken)} row(s) pointing at missing rows "
+                                      f"(first: table {broken[0][0]}); nothing was changed")
+        finally:
+            raw.execute("PRAGMA foreign_keys=ON")
 
 
 def revision(engine: Engine, message: str) -> None:

@@ -61,3 +61,43 @@ def test_upgrade_is_idempotent_and_downgrade_removes_everything(empty_engine):
     with empty_engine.begin() as conn:
         command.downgrade(migrate.alembic_config(conn), "base")
     assert set(inspect(empty_engine).get_table_names()) - NOT_MODELLED == set()
+
+
+ROWS_OF_THE_PREVIOUS_RELEASE = {
+    "topics": "INSERT INTO topics (id, slug, title, description, created_at) VALUES (1, 'climate', 'Climate', '', :t)",
+    "articles": "INSERT INTO articles (id, guid, slug, title, summary, body_source, body_html, image_url, author, "
+                "published_at, created_at, updated_at) VALUES (1, 'g', 'a', 'A', '', '', '', '', '', :t, :t, :t)",
+    "article_topics": "INSERT INTO article_topics (article_id, topic_id) VALUES (1, 1)",
+    "action_links": "INSERT INTO action_links (id, article_id, label, url, kind, position) "
+                    "VALUES (1, 1, 'Sign', 'https://example.org/p', 'petition', 0)",
+    "sends": "INSERT INTO sends (id, kind, slug, subject, preheader, archive_html, archive_text, created_at, "
+             "recipients_count) VALUES (1, 'digest', 's', 'S', '', '', '', :t, 1)",
+    "send_articles": "INSERT INTO send_articles (send_id, article_id, position) VALUES (1, 1, 0)",
+    "links": "INSERT INTO links (id, send_id, url, label, kind) VALUES (1, 1, 'https://example.org/p', 'Sign', 'petition')",
+    "subscribers": "INSERT INTO subscribers (id, email, name, state, is_paused, token_version, created_at) "
+                   "VALUES (1, 'r@example.org', '', 'confirmed', false, 1, :t)",
+    "outbox": "INSERT INTO outbox (id, kind, dedupe_key, recipient, subscriber_id, send_id, message_id, subject, state, "
+              "priority, attempts, last_error, created_at, next_attempt_at) VALUES (1, 'digest', 'send:1:1', "
+              "'r@example.org', 1, 1, '<m@x>', 'S', 'sent', 0, 1, '', :t, :t)",
+}
+
+
+def test_upgrading_a_database_with_rows_keeps_every_row(empty_engine):
+    """0002 rebuilds tables on SQLite; with foreign keys on, dropping `sends` would cascade to the outbox
+    and the links of every send (it did, before migrate.upgrade turned them off while migrating)."""
+    from datetime import datetime, timezone
+
+    migrate.upgrade(empty_engine, "0001")
+    with empty_engine.begin() as conn:
+        for statement in ROWS_OF_THE_PREVIOUS_RELEASE.values():
+            conn.execute(text(statement), {"t": datetime(2026, 11, 1, tzinfo=timezone.utc)})
+    migrate.upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        counts = {table: conn.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+                  for table in ROWS_OF_THE_PREVIOUS_RELEASE}
+        assert counts == dict.fromkeys(ROWS_OF_THE_PREVIOUS_RELEASE, 1)
+        assert conn.execute(text("SELECT is_hidden FROM topics")).scalar() in (False, 0)
+        assert conn.execute(text("SELECT editor_note FROM sends")).scalar() == ""
+    if empty_engine.dialect.name == "sqlite":
+        with empty_engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # back on for the app
