@@ -13,6 +13,14 @@ from mailer.editors.models import Editor
 from mailer.extensions import login_manager
 
 
+def get_or_404(model, object_id: int):
+    """The row of `model` with this id, or a 404 page: every room's "which one?" answer."""
+    row = db.session.get(model, object_id)
+    if row is None:
+        abort(404)
+    return row
+
+
 def actor() -> editor_operations.Actor:
     """The signed-in editor and the address they act from, for the audit log."""
     return editor_operations.Actor(current_user._get_current_object(), request.remote_addr or "")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 
 from mailer import db
 from mailer.admin import forms
-from mailer.admin.access import actor, admin_only
+from mailer.admin.access import actor, admin_only, get_or_404
 from mailer.editors import operations, queries
 from mailer.editors.models import Editor
 from mailer.errors import EditorError
@@ -17,10 +17,7 @@ AUDIT_PAGE = 100
 
 
 def _editor(editor_id: int) -> Editor:
-    editor = db.session.get(Editor, editor_id)
-    if editor is None:
-        abort(404)
-    return editor
+    return get_or_404(Editor, editor_id)
 
 
 @admin_only

@@ -18,6 +18,7 @@ from mailer.alerts.compose import compose_alert
 from mailer.articles import operations as article_operations
 from mailer.articles.models import ActionKind, Article
 from mailer.digests import operations as send_operations
+from mailer.digests import queries as send_queries
 from mailer.digests.compose import (ActionView, ArticleView, DigestSettings, Placeholders, TopicView,
                                     personalise)
 from mailer.digests.models import Send, SendKind
@@ -149,7 +150,7 @@ def send():
     form_key = request.form.get("form_key", "")
     if not (20 <= len(form_key) <= 64):
         abort(400)
-    existing = _sent_with(form_key)
+    existing = send_queries.send_by_form_key(db.session, form_key)
     if existing is not None:
         flash("This alert was already sent; it was not sent again.")
         return redirect(url_for("admin.alerts.sent", send_id=existing.id))
@@ -167,7 +168,7 @@ def send():
         db.session.commit()
     except IntegrityError:  # the same form, submitted twice at once: the other request sent it
         db.session.rollback()
-        existing = _sent_with(form_key)
+        existing = send_queries.send_by_form_key(db.session, form_key)
         if existing is None:
             raise
         return redirect(url_for("admin.alerts.sent", send_id=existing.id))
@@ -175,10 +176,6 @@ def send():
         db.session.rollback()
         return _form_page(str(exc)), 400
     return redirect(url_for("admin.alerts.sent", send_id=alert.id))
-
-
-def _sent_with(form_key: str) -> Send | None:
-    return db.session.scalar(select(Send).where(Send.form_key == form_key))
 
 
 def _article_for(draft: AlertDraft, form_key: str, topics: list[Topic]) -> Article:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from mailer import db
 from mailer.admin import article_forms as forms
-from mailer.admin.access import audit
+from mailer.admin.access import audit, get_or_404
 from mailer.admin.forms import ConfirmForm
 from mailer.articles import operations, queries
 from mailer.articles.models import Article
@@ -21,10 +21,7 @@ PAGE = 50
 
 
 def _article(article_id: int) -> Article:
-    article = db.session.get(Article, article_id)
-    if article is None:
-        abort(404)
-    return article
+    return get_or_404(Article, article_id)
 
 
 def _all_topics() -> list[Topic]:

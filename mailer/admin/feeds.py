@@ -10,7 +10,7 @@ from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 
 from mailer import db
-from mailer.admin.access import audit
+from mailer.admin.access import audit, get_or_404
 from mailer.articles.models import Article
 from mailer.errors import FeedError
 from mailer.feeds import operations, tasks
@@ -38,10 +38,7 @@ class ButtonForm(FlaskForm):
 
 
 def _feed(feed_id: int) -> Feed:
-    feed = db.session.get(Feed, feed_id)
-    if feed is None:
-        abort(404)
-    return feed
+    return get_or_404(Feed, feed_id)
 
 
 def _all_topics() -> list[Topic]:

@@ -8,7 +8,7 @@ import io
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
@@ -18,7 +18,7 @@ from wtforms import BooleanField, StringField
 from wtforms.validators import Length
 
 from mailer import db
-from mailer.admin.access import audit
+from mailer.admin.access import audit, get_or_404
 from mailer.digests.models import Click, Send
 from mailer.errors import SubscriberError
 from mailer.extensions import csrf
@@ -58,10 +58,7 @@ class ImportForm(FlaskForm):
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:
-    subscriber = db.session.get(Subscriber, subscriber_id)
-    if subscriber is None:
-        abort(404)
-    return subscriber
+    return get_or_404(Subscriber, subscriber_id)
 
 
 def _suppression(email: str) -> Suppression | None:

@@ -3,11 +3,11 @@ public form, merge one into another, and delete one nobody follows. Every change
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, flash, redirect, render_template, url_for
 
 from mailer import db
 from mailer.admin import topic_forms
-from mailer.admin.access import audit
+from mailer.admin.access import audit, get_or_404
 from mailer.errors import TopicError
 from mailer.topics import operations, queries
 from mailer.topics.models import Topic
@@ -18,10 +18,7 @@ EXPIRED = "The form had expired or was incomplete. Please try again."
 
 
 def _topic(topic_id: int) -> Topic:
-    topic = db.session.get(Topic, topic_id)
-    if topic is None:
-        abort(404)
-    return topic
+    return get_or_404(Topic, topic_id)
 
 
 def _first_error(form) -> str:
