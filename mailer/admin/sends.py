@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 
 from mailer import clock, db
 from mailer.admin import forms
-from mailer.admin.access import audit
+from mailer.admin.access import audit, get_or_404
 from mailer.admin.dashboard import chart_bars
 from mailer.digests import queries as send_queries
 from mailer.digests.models import Send
@@ -83,10 +83,7 @@ def clicks_per_hour(send: Send) -> list[tuple[datetime, int]]:
 
 
 def _send(send_id: int) -> Send:
-    send = send_queries.get_send(db.session, send_id)
-    if send is None:
-        abort(404)
-    return send
+    return get_or_404(Send, send_id)
 
 
 def index():
