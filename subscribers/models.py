@@ -92,3 +92,32 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(30))  # unsubscribed, bounced, complained, erased
     detail: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
+
+
+class InboxProof(Base):
+    """A single-use link mailed to a subscriber's own address before their data is shown or erased.
+
+    Only the hash of the link's random part is kept; it works once, within its hour.
+    """
+
+    __tablename__ = "inbox_proofs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(10))  # data | erase
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RateHit(Base):
+    """One counted request for a limit shared by every process (signups per address, per domain...)."""
+
+    __tablename__ = "rate_hits"
+    __table_args__ = (Index("ix_rate_hits_key", "scope", "key", "hit_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))  # e.g. signup-ip, signup-domain
+    key: Mapped[str] = mapped_column(String(128))   # a keyed hash of the address or domain, not the address
+    hit_at: Mapped[datetime] = mapped_column(default=clock.now)

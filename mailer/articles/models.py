@@ -41,6 +41,7 @@ class Article(Base):
     body_source: Mapped[str] = mapped_column(Text, default="")  # Markdown as written
     body_html: Mapped[str] = mapped_column(Text, default="")    # rendered and sanitised with nh3
     image_url: Mapped[str] = mapped_column(String(2000), default="")
+    image_alt: Mapped[str] = mapped_column(String(500), default="")  # from the feed; the title when empty
     author: Mapped[str] = mapped_column(String(200), default="")
     published_at: Mapped[datetime] = mapped_column(index=True)
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
@@ -50,6 +51,8 @@ class Article(Base):
     # Withdrawn by an editor: no digest or alert carries it (sends that already did keep it).
     unpublished_at: Mapped[datetime | None]
     feed_id: Mapped[int | None] = mapped_column(ForeignKey("feeds.id", ondelete="SET NULL"))
+    # An editor changed the action links by hand: later polls of the feed keep them as they are.
+    actions_edited: Mapped[bool] = mapped_column(default=False)
 
     topics: Mapped[list[Topic]] = relationship(secondary=ArticleTopic.__table__, order_by=Topic.slug)
     actions: Mapped[list["ActionLink"]] = relationship(

@@ -89,6 +89,9 @@ class Click(Base):
     send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
     subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"))
     clicked_at: Mapped[datetime] = mapped_column(default=clock.now)
+    # A security scanner's fetch, not a reader (every link of one mail within seconds, or a known
+    # scanner): shown apart, left out of unique clicks and action rates.
+    is_scanner: Mapped[bool] = mapped_column(default=False)
 
     link: Mapped[Link] = relationship()
 

@@ -110,3 +110,28 @@ class Setting(Base):
     key: Mapped[str] = mapped_column(String(60), primary_key=True)
     value: Mapped[str] = mapped_column(Text, default="")
     updated_at: Mapped[datetime] = mapped_column(default=clock.now, onupdate=clock.now)
+
+
+class ImportJob(Base):
+    """A CSV of subscribers uploaded in the workspace, imported in the background with its progress.
+
+    The file is checked whole first (per-row errors shown, nothing imported); only a clean file runs.
+    Its text is kept only until the import ends: it is a list of people's addresses.
+    """
+
+    __tablename__ = "import_jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id", ondelete="SET NULL"))
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content: Mapped[str | None] = mapped_column(Text)  # the CSV while it waits or runs; emptied at the end
+    topics: Mapped[str] = mapped_column(String(500), default="")  # comma-separated slugs given to every row
+    is_confirmed: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str] = mapped_column(String(10), default="queued")  # queued | running | done | failed
+    total_rows: Mapped[int] = mapped_column(default=0)
+    done_rows: Mapped[int] = mapped_column(default=0)
+    created_count: Mapped[int] = mapped_column(default=0)
+    skipped_count: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[str] = mapped_column(Text, default="")  # one problem per line
+    created_at: Mapped[datetime] = mapped_column(default=clock.now)
+    finished_at: Mapped[datetime | None]

@@ -31,6 +31,8 @@ class Feed(Base):
     last_modified: Mapped[str] = mapped_column(String(100), default="")
     last_polled_at: Mapped[datetime | None]
     last_error: Mapped[str] = mapped_column(Text, default="")
+    reads_actions: Mapped[bool] = mapped_column(default=True)  # calls to act read from entries' links
+    full_content: Mapped[bool] = mapped_column(default=False)  # the digest carries whole posts, not summaries
     created_at: Mapped[datetime] = mapped_column(default=clock.now)
 
     topics: Mapped[list[Topic]] = relationship(secondary=FeedTopic.__table__, order_by=Topic.slug)
