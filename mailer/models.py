@@ -4,6 +4,7 @@ from mailer.api.models import ApiToken  # noqa: F401
 from mailer.articles.models import ActionKind, ActionLink, Article, ArticleTopic  # noqa: F401
 from mailer.editors.models import (  # noqa: F401
     AuditEvent, Editor, EditorRole, ImportJob, LoginAttempt, RecoveryCode, Setting)
+from mailer.bounces.models import BounceEvent  # noqa: F401
 from mailer.digests.models import Click, DigestSchedule, Link, Send, SendArticle, SendKind, SendTopic  # noqa: F401
 from mailer.feeds.models import Feed, FeedTopic  # noqa: F401
 from mailer.leases import Lease  # noqa: F401

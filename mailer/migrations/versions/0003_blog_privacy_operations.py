@@ -1,4 +1,4 @@
-"""blog, privacy and operations: API tokens, webhooks and their queue, named leases (one scheduler),
+"""blog, privacy and operations: API tokens, webhooks and their queue, bounce events, named leases (one scheduler),
 shared rate counts, inbox proofs for data requests, background CSV imports; articles' image alt text
 and hand-edited actions, feeds' action reading and full-content modes, scanner clicks.
 
@@ -21,6 +21,22 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('bounce_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('subscriber_id', sa.Integer(), nullable=True),
+    sa.Column('send_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=12), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('detail', sa.String(length=500), nullable=False),
+    sa.Column('received_at', mailer.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['send_id'], ['sends.id'], name=op.f('fk_bounce_events_send_id_sends'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['subscriber_id'], ['subscribers.id'], name=op.f('fk_bounce_events_subscriber_id_subscribers'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bounce_events'))
+    )
+    with op.batch_alter_table('bounce_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_bounce_events_send_id'), ['send_id'], unique=False)
+        batch_op.create_index('ix_bounce_events_subscriber', ['subscriber_id', 'received_at'], unique=False)
+
     op.create_table('api_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -128,6 +144,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('bounce_events')
     with op.batch_alter_table('feeds', schema=None) as batch_op:
         batch_op.drop_column('full_content')
         batch_op.drop_column('reads_actions')
