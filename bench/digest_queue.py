@@ -1,4 +1,4 @@
-"""Digest queueing benchmark (not a test): how fast `digests.operations.queue` fills the outbox.
+"""Digest queueing benchmark (not a test): how fast `sends.operations.queue` fills the outbox.
 
 Builds a temporary SQLite database with the three fixed test articles and N confirmed subscribers
 spread over three topic sets (some with non-ASCII names, some at IDN domains), composes one digest,
@@ -34,7 +34,8 @@ from sqlalchemy import delete, func, select  # noqa: E402
 from mailer import config as config_module, db, emails, migrate  # noqa: E402
 from mailer.app import create_app  # noqa: E402
 from mailer.digests import operations  # noqa: E402
-from mailer.digests.models import Send  # noqa: E402
+from mailer.sends import operations as send_operations  # noqa: E402
+from mailer.sends.models import Send  # noqa: E402
 from mailer.outbox.models import OutboxMessage  # noqa: E402
 from subscribers.models import Subscriber, SubscriberState  # noqa: E402
 from tests import factories  # noqa: E402
@@ -136,7 +137,7 @@ def reset_peak_rss() -> None:
 def child(folder: Path, path: str, profile: bool) -> None:
     """Queue the digest once along `path` and print what it cost as JSON."""
     if path == "reference":
-        operations.emails.BulkMessage = ReferenceBulkMessage
+        send_operations.emails.BulkMessage = ReferenceBulkMessage
     app = create_app(make_config(folder))
     with app.app_context():
         session = db.session
@@ -147,7 +148,7 @@ def child(folder: Path, path: str, profile: bool) -> None:
         started = time.perf_counter()
         if profiler:
             profiler.enable()
-        queued = operations.queue(session, send)
+        queued = send_operations.queue(session, send)
         session.commit()
         if profiler:
             profiler.disable()

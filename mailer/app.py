@@ -83,7 +83,7 @@ def _register_extensions(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     from mailer import web
     from mailer.admin.blueprint import blueprint as admin_blueprint
-    from mailer.digests.blueprint import blueprint as archive_blueprint
+    from mailer.sends.blueprint import blueprint as archive_blueprint
     from mailer.links.blueprint import blueprint as links_blueprint
     from subscribers.blueprint import blueprint as subscribers_blueprint
 

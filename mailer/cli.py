@@ -228,9 +228,10 @@ def scheduler():
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
-    from mailer.digests.cli import digests, stats
+    from mailer.digests.cli import digests
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
+    from mailer.sends.cli import stats
     from mailer.topics.cli import topics
     from subscribers.cli import subscribers
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, object_session
 from mailer import clock, emails
 from mailer.config import Config
 from mailer.errors import SubscriberError
-from mailer.digests.models import Click
+from mailer.links.models import Click
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.operations import enqueue
 from mailer.privacy import queries as privacy_queries

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from mailer import db
-from mailer.digests.models import Click
+from mailer.links.models import Click
 from mailer.errors import InvalidToken
 from mailer.outbox.models import OutboxMessage
 from subscribers.models import Subscriber, Suppression

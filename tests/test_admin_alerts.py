@@ -7,7 +7,7 @@ import re
 from sqlalchemy import func, select
 
 from mailer.articles.models import Article
-from mailer.digests.models import Send
+from mailer.sends.models import Send
 from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage
 from tests import factories

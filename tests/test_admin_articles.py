@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from mailer.alerts.operations import article_to_alert
 from mailer.articles.models import ActionKind, Article
 from mailer.digests import queries as digest_queries
-from mailer.digests.models import Send
+from mailer.sends.models import Send
 from mailer.editors.models import AuditEvent
 from mailer.errors import AlertError
 from mailer.feeds.models import Feed

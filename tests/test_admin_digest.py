@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 from sqlalchemy import func, select
 
 from mailer.articles.models import Article
-from mailer.digests.models import DigestSchedule, Send
+from mailer.sends.models import Send
+from mailer.digests.models import DigestSchedule
 from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage
 from tests import factories
@@ -193,8 +194,8 @@ def test_send_now_confirms_then_sends_once_per_form(client, session, frozen_cloc
 
 
 def test_send_now_racing_its_own_double_click_keeps_the_first_send(client, session, frozen_clock, monkeypatch):
-    from mailer.digests import queries
-    from mailer.digests.models import SendKind
+    from mailer.sends import queries
+    from mailer.sends.models import SendKind
 
     signed_in_editor(client, session)
     factories.subscriber(session, "all@example.org")

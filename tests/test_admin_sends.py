@@ -10,7 +10,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from mailer import clock
-from mailer.digests.models import Link, Send
+from mailer.sends.models import Send
+from mailer.links.models import Link
 from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage, OutboxState
 from subscribers.models import Subscriber, SubscriberState

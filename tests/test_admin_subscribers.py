@@ -13,7 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from mailer import clock
-from mailer.digests.models import Click, Link, Send, SendKind
+from mailer.sends.models import Send, SendKind
+from mailer.links.models import Click, Link
 from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage, OutboxState
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.articles.models import ArticleTopic
-from mailer.digests.models import Send, SendKind, SendTopic
+from mailer.sends.models import Send, SendKind, SendTopic
 from mailer.editors.models import AuditEvent
 from mailer.topics import operations
 from mailer.topics.models import SubscriberTopic, Topic

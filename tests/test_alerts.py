@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from mailer.digests.models import Send, SendKind
+from mailer.sends.models import Send, SendKind
 from mailer.outbox.models import OutboxMessage
 from subscribers.models import SubscriberState
 from tests import factories
@@ -156,12 +156,13 @@ def test_alert_rows_are_claimed_before_digest_rows_already_queued(runner, app, s
 def test_a_confirmation_goes_ahead_of_bulk_mail(app, session, frozen_clock):
     from mailer import emails
     from mailer.digests import operations
+    from mailer.sends import operations as send_operations
     from mailer.outbox.operations import enqueue
     from mailer.outbox.worker import claim_due
 
     factories.article(session, **factories.CLIMATE)
     factories.subscriber(session, "reader@example.org")
-    operations.queue(session, operations.compose_next(session))
+    send_operations.queue(session, operations.compose_next(session))
     rendered = emails.Rendered(subject="Confirm", text="text", html="<p>html</p>")
     enqueue(session, kind="confirmation", dedupe_key="confirm:1", message=emails.build(
         app.config["MAILER"], to="new@example.org", rendered=rendered, unsubscribe_url="https://x/unsubscribe/t"))

@@ -8,6 +8,7 @@ import feedparser
 import pytest
 
 from mailer.digests import operations
+from mailer.sends import operations as send_operations
 from mailer.links import tokens
 from tests import factories
 
@@ -17,7 +18,7 @@ def queued_send(app, session, frozen_clock):
     factories.fixed_articles(session)
     factories.subscriber(session, "reader@example.org")
     send = operations.compose_next(session)
-    operations.queue(session, send)
+    send_operations.queue(session, send)
     session.commit()
     slug, subject = send.slug, send.subject
     session.remove()

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from mailer import db
 from mailer.digests import operations
-from mailer.digests.models import Click
+from mailer.sends import operations as send_operations
+from mailer.links.models import Click
 from tests import factories
 from tests.conftest import make_config
 
@@ -42,7 +43,7 @@ def test_archive_page_and_tracked_button_land_on_the_petition(chromium, live_sit
     factories.fixed_articles(db.session)
     factories.subscriber(db.session, "reader@example.org")
     send = operations.compose_next(db.session)
-    operations.queue(db.session, send)
+    send_operations.queue(db.session, send)
     db.session.commit()
     subject = send.subject
     db.session.remove()  # the server's threads need the database now

@@ -195,13 +195,14 @@ def test_queue_writes_bulk_messages_to_the_outbox(app, session, frozen_clock, co
     from sqlalchemy import select
 
     from mailer.digests import operations
+    from mailer.sends import operations as send_operations
     from mailer.outbox.models import OutboxMessage, OutboxState
 
     factories.fixed_articles(session)
     for address, name in RECIPIENTS[1:5]:
         factories.subscriber(session, address if "ü" not in address else "leser@bücher.example", name=name)
     send = operations.compose_next(session)
-    assert operations.queue(session, send) == 4
+    assert send_operations.queue(session, send) == 4
     session.commit()
     rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
     assert [r.recipient for r in rows] == ["reader@example.org", "zoe@example.org",

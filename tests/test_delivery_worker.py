@@ -12,7 +12,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from mailer import db, emails
-from mailer.digests.models import Send, SendKind
+from mailer.sends.models import Send, SendKind
 from mailer.outbox.backends import MemoryBackend
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.worker import claim_due, run_once

@@ -6,7 +6,7 @@ import re
 
 from sqlalchemy import select
 
-from mailer.digests.models import Click, Link
+from mailer.links.models import Click, Link
 from subscribers import operations as subscriber_operations
 from tests import factories
 from tests.contract import check_message

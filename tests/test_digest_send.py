@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from mailer.digests.models import Click, Send, SendArticle
+from mailer.sends.models import Send, SendArticle
+from mailer.links.models import Click
 from mailer.outbox.models import OutboxMessage
 from subscribers.models import SubscriberState
 from tests import factories
@@ -111,6 +112,7 @@ def test_send_of_unknown_id_is_a_one_line_error(runner):
 
 def test_queueing_skips_recipients_already_in_the_outbox(app, session, frozen_clock):
     from mailer.digests import operations
+    from mailer.sends import operations as send_operations
 
     factories.fixed_articles(session)
     reader = factories.subscriber(session, "reader@example.org")
@@ -118,7 +120,7 @@ def test_queueing_skips_recipients_already_in_the_outbox(app, session, frozen_cl
     send = operations.compose_next(session)
     session.add(OutboxMessage(kind="digest", dedupe_key=f"send:{send.id}:{reader.id}", recipient=reader.email,
                               subscriber_id=reader.id, send_id=send.id, message_id="<earlier@example.org>"))
-    assert operations.queue(session, send) == 1
+    assert send_operations.queue(session, send) == 1
     session.commit()
     assert count(session, OutboxMessage) == 2
 
@@ -148,6 +150,7 @@ def test_per_recipient_tracking_off_counts_clicks_anonymously(database_url, tmp_
     from mailer import db
     from mailer.app import create_app
     from mailer.digests import operations
+    from mailer.sends import operations as send_operations
     from mailer.links import tokens as link_tokens
     from tests.conftest import make_config
 
@@ -157,7 +160,7 @@ def test_per_recipient_tracking_off_counts_clicks_anonymously(database_url, tmp_
         factories.fixed_articles(session)
         factories.subscriber(session, "reader@example.org")
         send = operations.compose_next(session)
-        operations.queue(session, send)
+        send_operations.queue(session, send)
         session.commit()
         content = session.scalar(select(OutboxMessage.content))
         token = re.search(rb'/l/([\w.\-]+)"', content.replace(b"=\r\n", b"")).group(1).decode()
@@ -173,6 +176,7 @@ def test_per_recipient_tracking_off_counts_clicks_anonymously(database_url, tmp_
 def test_one_render_per_topic_set_not_per_recipient(app, session, frozen_clock, monkeypatch):
     from mailer import emails
     from mailer.digests import operations
+    from mailer.sends import operations as send_operations
 
     factories.fixed_articles(session)
     for i in range(6):
@@ -182,5 +186,5 @@ def test_one_render_per_topic_set_not_per_recipient(app, session, frozen_clock, 
     renders = []
     real_render = emails.render
     monkeypatch.setattr(emails, "render", lambda *a, **kw: renders.append(a[0]) or real_render(*a, **kw))
-    assert operations.queue(session, send) == 12
+    assert send_operations.queue(session, send) == 12
     assert renders == ["digest", "digest", "digest"]  # two topic sets, and the web version

@@ -9,7 +9,8 @@ import re
 import pytest
 from sqlalchemy import MetaData, func, select
 
-from mailer.digests.models import Click, Link, Send, SendKind
+from mailer.sends.models import Send, SendKind
+from mailer.links.models import Click, Link
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.topics.models import SubscriberTopic, Topic
 from subscribers import operations, tokens

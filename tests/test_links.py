@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy import func, select
 
 from mailer.digests import operations
-from mailer.digests.models import Click, Link
+from mailer.sends import operations as send_operations
+from mailer.links.models import Click, Link
 from mailer.links import queries, tokens
 from tests import factories
 
@@ -18,7 +19,7 @@ def sent(app, session, frozen_clock):
     alex = factories.subscriber(session, "alex@example.org")
     sam = factories.subscriber(session, "sam@example.org")
     send = operations.compose_next(session)
-    operations.queue(session, send)
+    send_operations.queue(session, send)
     session.commit()
     petition = session.scalar(select(Link.id).where(Link.url == factories.PETITION_URL))
     ids = (send.id, petition, alex.id, sam.id)
@@ -129,7 +130,7 @@ def test_open_pixel_counts_only_when_tracking_opens(database_url, tmp_path, froz
         factories.fixed_articles(db.session)
         factories.subscriber(db.session, "reader@example.org")
         send = operations.compose_next(db.session)
-        operations.queue(db.session, send)
+        send_operations.queue(db.session, send)
         db.session.commit()
         content = db.session.scalar(select(OutboxMessage.content)).replace(b"=\r\n", b"")
         pixel = re.search(rb'<img src=3D"https://news.example.org(/o/[\w.\-]+)"', content).group(1).decode()

@@ -13,7 +13,8 @@ from sqlalchemy import func, select, text
 
 from mailer import db, scheduling
 from mailer.digests import schedules, tasks
-from mailer.digests.models import DigestSchedule, Send
+from mailer.sends.models import Send
+from mailer.digests.models import DigestSchedule
 from mailer.outbox.models import OutboxMessage
 from tests import factories
 from tests.conftest import make_config

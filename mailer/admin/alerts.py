@@ -17,12 +17,12 @@ from mailer.alerts import operations, queries
 from mailer.alerts.compose import compose_alert
 from mailer.articles import operations as article_operations
 from mailer.articles.models import ActionKind, Article
-from mailer.digests import operations as send_operations
-from mailer.digests import queries as send_queries
-from mailer.digests.compose import (ActionView, ArticleView, DigestSettings, Placeholders, TopicView,
-                                    personalise)
-from mailer.digests.models import Send, SendKind
+from mailer.digests.compose import ActionView, ArticleView, TopicView
 from mailer.errors import MailerError
+from mailer.sends import operations as send_operations
+from mailer.sends import queries as send_queries
+from mailer.sends.models import Send, SendKind
+from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
 
 blueprint = Blueprint("alerts", __name__, url_prefix="/alerts")
@@ -45,10 +45,6 @@ class AlertDraft:
     actions: tuple[article_operations.ActionDraft, ...]
     topic_slugs: tuple[str, ...]
     everyone: bool
-
-
-def _topics() -> list[Topic]:
-    return list(db.session.scalars(select(Topic).order_by(Topic.title)))
 
 
 def _recent_articles() -> list[Article]:
@@ -83,7 +79,7 @@ def _read_draft(form) -> AlertDraft:
 
 def _audience_topics(draft: AlertDraft) -> list[Topic]:
     if draft.everyone:
-        return sorted(_topics(), key=lambda t: t.slug)
+        return sorted(topic_queries.by_title(db.session), key=lambda t: t.slug)
     found = queries.topics_by_slug(db.session, list(draft.topic_slugs))
     unknown = [slug for slug in draft.topic_slugs if slug not in found]
     if unknown:
@@ -111,11 +107,9 @@ def _reach(draft: AlertDraft, topics: list[Topic]) -> int:
 
 def _preview(view: ArticleView, topics: list[Topic]):
     """The alert as a reader who follows every topic gets it; personal links point nowhere."""
-    config = current_app.config["MAILER"]
-    placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, "#", placeholders)
-    parts = compose_alert(view, frozenset(), settings, tuple(TopicView(t.slug, t.title) for t in topics))
-    return personalise(parts, placeholders, lambda name: "#")
+    placeholders, settings = send_operations.preview_settings(current_app.config["MAILER"])
+    audience = tuple(TopicView(t.slug, t.title) for t in topics)
+    return send_operations.finish_preview(compose_alert(view, frozenset(), settings, audience), placeholders)
 
 
 def new():
@@ -140,7 +134,7 @@ def new():
 
 
 def _form_page(error: str | None = None):
-    return render_template("admin/alert_new.html", error=error, form=request.form, topics=_topics(),
+    return render_template("admin/alert_new.html", error=error, form=request.form, topics=topic_queries.by_title(db.session),
                            articles=_recent_articles(), action_rows=range(ACTION_ROWS),
                            kinds=[k.value for k in ActionKind])
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailer import clock, db
-from mailer.digests import queries as send_queries
+from mailer.sends import queries as send_queries
 from mailer.digests import schedules
 from mailer.links import queries as link_queries
 from mailer.outbox.models import OutboxMessage, OutboxState

@@ -12,7 +12,6 @@ from functools import lru_cache
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from wtforms import HiddenField, TextAreaField
 from wtforms.validators import DataRequired, Length
@@ -22,9 +21,11 @@ from mailer.admin import forms
 from mailer.admin.access import audit
 from mailer.digests import operations, queries, schedules
 from mailer.digests.models import DigestSchedule
-from mailer.digests.views import WEB_VERSION_POLICY
 from mailer.errors import DigestError, NotFound
-from mailer.topics.models import Topic
+from mailer.sends import operations as send_operations
+from mailer.sends import queries as send_queries
+from mailer.sends.views import WEB_VERSION_POLICY
+from mailer.topics import queries as topic_queries
 from mailer.web import PAGE_POLICY
 from subscribers import queries as subscriber_queries
 from subscribers.operations import normalise_email
@@ -77,10 +78,6 @@ def time_zones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
 
 
-def _topics() -> list[Topic]:
-    return list(db.session.scalars(select(Topic).order_by(Topic.title)))
-
-
 def schedule_rows() -> list[ScheduleRow]:
     rows = []
     for schedule in schedules.all_schedules(db.session):
@@ -97,7 +94,7 @@ def _page(note_form: NoteForm | None = None, schedule_error: str = "", status: i
     note_form = note_form or NoteForm(note=operations.next_note(session))
     articles = queries.new_articles(session, clock.now(), include_held=True)
     return render_template(
-        "admin/digest.html", articles=articles, note_form=note_form, topics=_topics(),
+        "admin/digest.html", articles=articles, note_form=note_form, topics=topic_queries.by_title(db.session),
         schedules=schedule_rows(), days=DAYS, time_zones=time_zones(), schedule_error=schedule_error,
         default_zone=request.form.get("timezone") or current_app.config["MAILER"]["scheduler"]["timezone"],
         confirm=forms.ConfirmForm()), status
@@ -143,7 +140,7 @@ def _render_preview(audience: Audience):
     session = db.session
     try:
         send = operations.draft(session)
-        return None if send is None else operations.preview(session, send, audience.topic_slugs)
+        return None if send is None else send_operations.preview(session, send, audience.topic_slugs)
     finally:
         session.rollback()
 
@@ -152,7 +149,7 @@ def preview():
     audience = _audience()
     rendered = _render_preview(audience)
     response = Response(render_template("admin/digest_preview.html", audience=audience, rendered=rendered,
-                                        topics=_topics(), confirm=forms.ConfirmForm()))
+                                        topics=topic_queries.by_title(db.session), confirm=forms.ConfirmForm()))
     response.headers["Content-Security-Policy"] = PREVIEW_PAGE_POLICY
     return response
 
@@ -177,7 +174,7 @@ def send_test():
     if rendered is None:
         flash("Nothing to test: the next digest has nothing for these topics.")
     else:
-        message = operations.queue_test(db.session, rendered, current_user.email)
+        message = send_operations.queue_test(db.session, rendered, current_user.email)
         audit("digest.test", message, audience.label())
         db.session.commit()
         flash(f"A test is on its way to {current_user.email}.")
@@ -189,7 +186,7 @@ def confirm_send():
     session = db.session
     try:
         send = operations.draft(session)
-        plans = operations.plan(session, send) if send is not None else []
+        plans = send_operations.plan(session, send) if send is not None else []
         articles = len(send.articles) if send is not None else 0
     finally:
         session.rollback()
@@ -215,7 +212,7 @@ def send_now():
         session.commit()
     except IntegrityError:  # the same form, sent twice at once: the other request made the send
         session.rollback()
-        send, is_new = queries.send_by_form_key(session, key), False
+        send, is_new = send_queries.send_by_form_key(session, key), False
     if send is None:
         flash("Nothing new since the last digest: nothing was sent.")
     elif is_new:

@@ -13,8 +13,8 @@ from mailer import clock, db
 from mailer.admin import forms
 from mailer.admin.access import audit, get_or_404
 from mailer.admin.dashboard import chart_bars
-from mailer.digests import queries as send_queries
-from mailer.digests.models import Send
+from mailer.sends import queries as send_queries
+from mailer.sends.models import Send
 from mailer.errors import OutboxError
 from mailer.links import queries as link_queries
 from mailer.outbox import operations as outbox_operations

@@ -19,7 +19,8 @@ from wtforms.validators import Length
 
 from mailer import db
 from mailer.admin.access import audit, get_or_404
-from mailer.digests.models import Click, Send
+from mailer.sends.models import Send
+from mailer.links.models import Click
 from mailer.errors import SubscriberError
 from mailer.extensions import csrf
 from mailer.outbox.models import OutboxMessage

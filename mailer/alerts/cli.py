@@ -8,7 +8,7 @@ from flask import current_app
 from mailer import db
 from mailer.alerts import operations
 from mailer.cli import app_context
-from mailer.digests import operations as send_operations
+from mailer.sends import operations as send_operations
 
 
 @click.group()

@@ -1,6 +1,6 @@
 """Verbs of alerts: send one article, now, to the readers of its topics, ahead of any queued digest.
 
-An alert is a Send of kind `alert` and goes through the digests' machinery (tracked links, one
+An alert is a Send of kind `alert` and goes through the sends' machinery (mailer.sends) (tracked links, one
 render per topic set, BulkMessage, the archive); only its composition and its audience differ.
 It never counts as having carried its article for digests: the next digest still lists it, as
 the record of what was published that week.
@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.alerts import queries
 from mailer.articles.models import Article
-from mailer.digests import operations as send_operations
-from mailer.digests.models import Send, SendKind
+from mailer.sends import operations as send_operations
+from mailer.sends.models import Send, SendKind
 from mailer.errors import AlertError, NotFound, TopicError
 from mailer.topics.models import Topic
 

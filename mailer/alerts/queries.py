@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from mailer.alerts.compose import reaches
 from mailer.articles.models import Article
-from mailer.digests import queries as send_queries
-from mailer.digests.models import Send, SendArticle, SendKind
+from mailer.sends import queries as send_queries
+from mailer.sends.models import Send, SendArticle, SendKind
 from mailer.outbox.models import OutboxMessage
 from mailer.topics.models import Topic
 

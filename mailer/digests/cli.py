@@ -1,4 +1,4 @@
-"""`mailer digests …` and `mailer stats`: compose and queue digests, and see how a send went."""
+"""`mailer digests …`: compose, queue and schedule digests."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from flask import current_app
 
 from mailer import db
 from mailer.cli import app_context, echo_rows, minute
-from mailer.digests import operations, queries, schedules
-from mailer.digests.models import DigestSchedule, Send
-from mailer.errors import NotFound
-from mailer.links import queries as link_queries
+from mailer.digests import operations, schedules
+from mailer.sends import operations as send_operations
+from mailer.digests.models import DigestSchedule
+from mailer.sends.cli import send_or_fail
+from mailer.sends.models import Send
 
 
 @click.group()
@@ -31,9 +32,9 @@ def compose(send_now):
     if send is None:
         click.echo("nothing new since the last digest")
         return
-    _describe(send, operations.plan(session, send))
+    _describe(send, send_operations.plan(session, send))
     if send_now:
-        queued = operations.queue(session, send)
+        queued = send_operations.queue(session, send)
         session.commit()
         click.echo(f"queued to {queued} recipient(s)")
     else:
@@ -47,8 +48,8 @@ def compose(send_now):
 def send_digest(send_id):
     """Queue a composed digest SEND_ID to every eligible subscriber."""
     session = db.session
-    send = _send_or_fail(send_id)
-    queued = operations.queue(session, send)
+    send = send_or_fail(send_id)
+    queued = send_operations.queue(session, send)
     session.commit()
     click.echo(f"queued send {send.id} to {queued} recipient(s)")
 
@@ -103,42 +104,10 @@ def _schedule_line(row: dict) -> str:
             f"next {local:%a %Y-%m-%d %H:%M %Z} ({next_run_at:%H:%M} UTC)\tlast {last}")
 
 
-@click.command("stats")
-@click.argument("send_id", type=int, required=False)
-@app_context
-def stats(send_id):
-    """Delivery and engagement figures of SEND_ID (or a line per recent send)."""
-    session = db.session
-    if send_id is None:
-        sends = queries.recent_sends(session)
-        if not sends:
-            click.echo("no sends yet")
-        for send in sends:
-            counts = queries.delivery_counts(session, send.id)
-            click.echo(f"{send.id}\t{send.kind.value}\t{_when(send)}\t{send.subject}\t"
-                       f"sent {counts.get('sent', 0)}/{sum(counts.values())}\t"
-                       f"clicks {link_queries.clicks_for_send(session, send.id)}")
-        return
-    send = _send_or_fail(send_id)
-    click.echo(f"send {send.id} ({send.kind.value}): {send.subject}")
-    click.echo(f"queued: {_when(send)}  recipients: {send.recipients_count}")
-    counts = queries.delivery_counts(session, send.id)
-    click.echo("delivery: " + ", ".join(f"{state} {counts.get(state, 0)}"
-                                        for state in ("queued", "sending", "sent", "failed")))
-    click.echo(f"clicks: {link_queries.clicks_for_send(session, send.id)}  "
-               f"unique clickers: {link_queries.unique_clickers(session, send.id)}")
-    opens, openers = link_queries.opens(session, send.id)
-    if opens:
-        click.echo(f"opens: {opens}  unique openers: {openers}")
-    for link in link_queries.clicks_per_link(session, send.id):
-        click.echo(f"  {link.clicks:>6} clicks  {link.unique_clickers:>6} unique  {link.anonymous_clicks:>6} anonymous"
-                   f"  [{link.kind}] {link.label}  {link.url}")
-
-
-def _describe(send: Send, plans: list[operations.TopicSetPlan]) -> None:
+def _describe(send: Send, plans: list[send_operations.TopicSetPlan]) -> None:
     click.echo(f"digest {send.id}: {send.subject}")
     config = current_app.config["MAILER"]
-    click.echo(f"web version (public once queued): {operations.archive_url(config, send)}")
+    click.echo(f"web version (public once queued): {send_operations.archive_url(config, send)}")
     click.echo(f"articles ({len(send.articles)}):")
     for article in send.articles:
         topics = ", ".join(t.slug for t in article.topics) or "no topic"
@@ -150,14 +119,3 @@ def _describe(send: Send, plans: list[operations.TopicSetPlan]) -> None:
         topics = ", ".join(sorted(p.topic_slugs)) or "all topics"
         note = f"{p.articles} article(s)" if p.articles else "nothing new in these topics: no mail"
         click.echo(f"  {topics}: {p.recipients} recipient(s), {note}")
-
-
-def _send_or_fail(send_id: int) -> Send:
-    send = queries.get_send(db.session, send_id)
-    if send is None:
-        raise NotFound(f"no send with id {send_id} (`mailer stats` lists them)")
-    return send
-
-
-def _when(send: Send) -> str:
-    return f"{send.queued_at:%Y-%m-%d %H:%M} UTC" if send.queued_at else "not queued"

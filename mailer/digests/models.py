@@ -1,99 +1,14 @@
-"""Sends: one row per digest or alert that goes out, with the articles it carried."""
+"""Digest schedules: when the next digest of new articles goes out."""
 
 from __future__ import annotations
 
-import enum
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, String, Text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
 
 from mailer import clock
-from mailer.articles.models import Article
 from mailer.db import Base
-from mailer.topics.models import Topic
-
-
-class SendKind(str, enum.Enum):
-    digest = "digest"
-    alert = "alert"
-
-
-class SendArticle(Base):
-    """An article carried by a send. A digest never carries an article a previous digest carried."""
-
-    __tablename__ = "send_articles"
-
-    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True)
-    article_id: Mapped[int] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
-    position: Mapped[int] = mapped_column(default=0)
-
-
-class SendTopic(Base):
-    """A topic an alert was addressed to: its followers, and readers who follow every topic, got it."""
-
-    __tablename__ = "send_topics"
-
-    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), primary_key=True)
-    topic_id: Mapped[int] = mapped_column(ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True)
-
-
-class Send(Base):
-    __tablename__ = "sends"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    kind: Mapped[SendKind] = mapped_column(Enum(SendKind, native_enum=False, length=10, validate_strings=True))
-    slug: Mapped[str] = mapped_column(String(200), unique=True)  # /archive/<slug>
-    # Makes "one digest per schedule slot" a constraint, e.g. schedule:3:2026-11-23T09:00Z.
-    slot_key: Mapped[str | None] = mapped_column(String(120), unique=True)
-    subject: Mapped[str] = mapped_column(String(500))
-    preheader: Mapped[str] = mapped_column(String(500), default="")
-    archive_html: Mapped[str] = mapped_column(Text, default="")  # the web version, without personal tokens
-    archive_text: Mapped[str] = mapped_column(Text, default="")
-    window_start_at: Mapped[datetime | None]
-    window_end_at: Mapped[datetime | None]
-    created_at: Mapped[datetime] = mapped_column(default=clock.now)
-    queued_at: Mapped[datetime | None]
-    recipients_count: Mapped[int] = mapped_column(default=0)
-    editor_note: Mapped[str] = mapped_column(Text, default="")  # shown at the top of a digest
-    # One send per submitted workspace form: a double click or a resubmitted "send now" finds this row.
-    form_key: Mapped[str | None] = mapped_column(String(64), unique=True)
-    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id", ondelete="SET NULL"))
-    cancelled_at: Mapped[datetime | None]  # its rows not yet sent were withdrawn
-
-    articles: Mapped[list[Article]] = relationship(secondary=SendArticle.__table__, order_by=SendArticle.position)
-    # An alert's audience (a digest has none: each reader gets the articles in the topics they follow).
-    topics: Mapped[list[Topic]] = relationship(secondary=SendTopic.__table__, order_by=Topic.slug)
-
-
-class Link(Base):
-    """A link in a send whose clicks are counted: an action link or a 'Read more'."""
-
-    __tablename__ = "links"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
-    url: Mapped[str] = mapped_column(String(2000))
-    label: Mapped[str] = mapped_column(String(300), default="")
-    kind: Mapped[str] = mapped_column(String(20), default="read")  # read, or an ActionKind value
-    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"))
-
-
-class Click(Base):
-    """One click on a tracked link. subscriber_id is empty when per-recipient tracking is off."""
-
-    __tablename__ = "clicks"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    link_id: Mapped[int] = mapped_column(ForeignKey("links.id", ondelete="CASCADE"), index=True)
-    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
-    subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"))
-    clicked_at: Mapped[datetime] = mapped_column(default=clock.now)
-    # A security scanner's fetch, not a reader (every link of one mail within seconds, or a known
-    # scanner): shown apart, left out of unique clicks and action rates.
-    is_scanner: Mapped[bool] = mapped_column(default=False)
-
-    link: Mapped[Link] = relationship()
 
 
 class DigestSchedule(Base):

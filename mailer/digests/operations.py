@@ -1,68 +1,26 @@
-"""Verbs of sends: compose the next digest from new articles, and queue a digest or an alert.
+"""Verbs of digests: compose the next digest from the articles new since the last one.
 
-A digest and an alert share one path: `create_send` adds the send with its tracked links,
-`queue` renders it once per topic set and puts a personalised copy per reader in the outbox, and
-the web version is stored on the send. They differ only in composition (`_composer`).
-
-Everything here only adds rows to the caller's session; the caller commits (composing and queueing
-with `--send-now` is one transaction, so a crash leaves either a queued digest or nothing).
+Queueing, previews and the web version are the sends' (mailer.sends.operations); a digest adds
+only its own rules: which articles are new, the editors' note, and articles held back.
 """
 
 from __future__ import annotations
 
-import re
-import secrets
-import unicodedata
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass
-
-from flask import current_app
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from mailer import clock, emails
-from mailer.config import Config
-from mailer.alerts.compose import compose_alert
+from mailer import clock
 from mailer.articles.models import Article
 from mailer.digests import queries
-from mailer.digests.compose import (ActionView, ArticleView, DigestParts, DigestSettings, Placeholders, TopicView,
-                                    articles_for, compose_digest, personalise)
-from mailer.digests.models import Link, Send, SendArticle, SendKind
 from mailer.editors.operations import set_setting, setting
-from mailer.errors import DigestError
-from mailer.links import tokens as link_tokens
-from mailer.links.queries import OPEN
-from mailer.outbox.models import BULK_PRIORITY, URGENT_PRIORITY
-from mailer.outbox.models import OutboxMessage
-from mailer.outbox.operations import BulkRecipient, enqueue, enqueue_many
-from subscribers import tokens as subscriber_tokens
+from mailer.sends import queries as send_queries
+from mailer.sends.models import Send, SendKind
+from mailer.sends.operations import _store_archive, create_send, queue
 
-READ = "read"  # the Link kind of an article's "Read more"
-SLUG_LENGTH = 80
-# Messages are inserted in batches: 100k messages must not all sit in memory at once.
-INSERT_EVERY = 500
 # Held for the transaction on PostgreSQL so two composes at once cannot both claim the same articles.
 COMPOSE_LOCK = 0x6D61696C  # "mail"
 # The Setting holding the editors' note for the next digest; composing moves it onto the send.
 NOTE_SETTING = "digest.note"
-# Every link of a preview goes nowhere: no token of a real reader may appear in it.
-PREVIEW_LINK = "#"
-# The open pixel of a preview: a blank image that loads nothing ("#" would fetch the page itself).
-PREVIEW_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
-TEST_SUBJECT_PREFIX = "[Test] "
-
-
-@dataclass(frozen=True)
-class TopicSetPlan:
-    """One render of a digest: the topics a group follows, how many get it, and how many articles."""
-
-    topic_slugs: frozenset[str]
-    recipients: int
-    articles: int
-
-
-def _config() -> Config:
-    return current_app.config["MAILER"]
 
 
 def compose_next(session: Session) -> Send | None:
@@ -95,12 +53,12 @@ def send_now(session: Session, form_key: str, created_by_id: int | None) -> tupl
     Two requests with one key racing past the first look meet Send.form_key's unique constraint at
     flush (IntegrityError): the caller rolls back and looks the key up again.
     """
-    existing = queries.send_by_form_key(session, form_key)
+    existing = send_queries.send_by_form_key(session, form_key)
     if existing is not None:
         return existing, False
     send = compose_next(session)
     if send is None:  # perhaps the same form's first request took the articles while we waited
-        return queries.send_by_form_key(session, form_key), False
+        return send_queries.send_by_form_key(session, form_key), False
     send.form_key, send.created_by_id = form_key, created_by_id
     session.flush()
     queue(session, send)
@@ -121,30 +79,6 @@ def draft(session: Session) -> Send | None:
                        editor_note=next_note(session))
 
 
-def preview(session: Session, send: Send, topic_set: frozenset[str]) -> emails.Rendered | None:
-    """`send` as readers following `topic_set` get it, composed as queue() does, every link "#".
-
-    None when nothing in it is for those topics (they would get no mail).
-    """
-    placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(_config(), PREVIEW_LINK, placeholders, editor_note=send.editor_note)
-    parts = _composer(send)(article_views(session, send, placeholders), topic_set, settings)
-    if parts is None:
-        return None
-    return personalise(parts, placeholders,
-                       lambda name: PREVIEW_PIXEL if name == "open_pixel_url" else PREVIEW_LINK)
-
-
-def queue_test(session: Session, rendered: emails.Rendered, to: str) -> OutboxMessage:
-    """Put one preview in the outbox for an editor, subject marked "[Test]": no send, no archive."""
-    config = _config()
-    message = emails.build(config, to=to, rendered=emails.Rendered(
-        subject=TEST_SUBJECT_PREFIX + rendered.subject, text=rendered.text, html=rendered.html),
-        # An editor's copy has no subscription to end: its unsubscribe goes to the workspace.
-        unsubscribe_url=emails.absolute_url(config, "/admin/digest/"), is_bulk=False)
-    return enqueue(session, kind="test", message=message, dedupe_key=f"test:{message['Message-ID']}")
-
-
 def set_note(session: Session, note: str) -> None:
     """Keep the editors' note for the next digest (empty: none); the caller commits."""
     set_setting(session, NOTE_SETTING, note.strip())
@@ -157,189 +91,3 @@ def next_note(session: Session) -> str:
 def set_held(session: Session, article: Article, is_held: bool) -> None:
     """Hold an article back from the next digest, or let it go in again; the caller commits."""
     article.is_held = is_held
-
-
-def create_send(session: Session, kind: SendKind, articles: Sequence[Article], *, slug_text: str,
-                **fields) -> Send:
-    """Add a send carrying `articles`, with one Link row per trackable link; nothing is queued.
-
-    Every "Read more" and call to act becomes a Link, so clicks are counted per send and the
-    mail only ever points at /l/ tokens; `fields` are further Send columns (window, topics...).
-    """
-    send = Send(kind=kind, slug=_unique_slug(session, slug_text), subject="", **fields)
-    session.add(send)
-    session.flush()
-    for position, article in enumerate(articles):
-        session.add(SendArticle(send_id=send.id, article_id=article.id, position=position))
-        if article.canonical_url:
-            session.add(Link(send_id=send.id, article_id=article.id, url=article.canonical_url,
-                             label=article.title[:300], kind=READ))
-        for action in article.actions:
-            session.add(Link(send_id=send.id, article_id=article.id, url=action.url, label=action.label,
-                             kind=action.kind.value))
-    if _config()["tracking"]["opens"]:
-        session.add(Link(send_id=send.id, url="", label="open", kind=OPEN))
-    session.flush()
-    session.expire(send, ["articles"])
-    return send
-
-
-def plan(session: Session, send: Send) -> list[TopicSetPlan]:
-    """Who would get this digest, per topic set; a group whose topics have nothing new gets no mail."""
-    views = article_views(session, send, Placeholders("plan"))
-    return [TopicSetPlan(topic_set, len(group), len(articles_for(views, topic_set)))
-            for topic_set, group in sorted(queries.by_topic_set(queries.eligible_subscribers(session)).items(),
-                                           key=lambda item: sorted(item[0]))]
-
-
-def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
-    """Queue the send to every eligible subscriber it has something for; return how many were queued.
-
-    Renders once per distinct topic set (a digest: the new articles in those topics; an alert: to
-    readers of its topics) and personalises each copy by substitution. A subscriber already holding
-    this send in the outbox is skipped (the dedupe key makes that a constraint too), and so is any
-    subscriber id in `skip`. An alert's rows go ahead of any digest rows still waiting in the outbox.
-    """
-    # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
-    session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
-    session.refresh(send, ["queued_at"])
-    if send.queued_at is not None:
-        raise DigestError(f"send {send.id} was already queued at {send.queued_at:%Y-%m-%d %H:%M} UTC")
-    config = _config()
-    placeholders = Placeholders(secrets.token_hex(8))
-    views = article_views(session, send, placeholders)
-    settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
-    open_link_id = _open_link_id(session, send)
-    done = queries.already_queued(session, send.id) | set(skip)
-    compose = _composer(send)
-    priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
-    queued, pending = 0, []
-    for topic_set, group in queries.by_topic_set(queries.eligible_subscribers(session)).items():
-        parts = compose(views, topic_set, settings)
-        if parts is None:  # nothing for the topics this group follows
-            continue
-        message = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
-                                     slot=placeholders.pattern)
-        for subscriber in group:
-            if subscriber.id in done:
-                continue
-            fill = _recipient_values(config, send, subscriber, open_link_id)
-            pending.append(BulkRecipient(subscriber.id, f"send:{send.id}:{subscriber.id}", message.personal(
-                to=subscriber.email, to_name=subscriber.name, unsubscribe_url=fill("unsubscribe_url"),
-                values=fill)))
-            queued += 1
-            if len(pending) >= INSERT_EVERY:
-                enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
-                pending.clear()
-    enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
-    send.queued_at = clock.now()
-    send.recipients_count = queued
-    _store_archive(session, send)  # articles may have been edited since composing
-    return queued
-
-
-def article_views(session: Session, send: Send, placeholders: Placeholders) -> list[ArticleView]:
-    """The send's articles as composition sees them, every link replaced by its tracked placeholder.
-
-    Links come from the send's Link rows, so what was composed is what is tracked even if an
-    article's calls to act change afterwards.
-    """
-    links_by_article: dict[int, list[Link]] = {}
-    for link in queries.links_of(session, send.id):
-        if link.article_id is not None:
-            links_by_article.setdefault(link.article_id, []).append(link)
-    views = []
-    for article in send.articles:
-        links = links_by_article.get(article.id, [])
-        read = next((link for link in links if link.kind == READ), None)
-        views.append(ArticleView(
-            id=article.id,
-            title=article.title,
-            summary=article.summary,
-            body_html=article.body_html,
-            url=placeholders.link(read.id) if read else "",
-            image_url=article.image_url,
-            published_at=article.published_at,
-            topics=tuple(TopicView(t.slug, t.title) for t in article.topics),
-            actions=tuple(ActionView(link.label, placeholders.link(link.id), link.kind)
-                          for link in links if link.kind != READ),
-        ))
-    return views
-
-
-def archive_url(config: Config, send: Send) -> str:
-    return emails.absolute_url(config, f"/archive/{send.slug}")
-
-
-def _recipient_values(config: Config, send: Send, subscriber: queries.Recipient,
-                      open_link_id: int | None) -> Callable[[str], str]:
-    """The per-recipient value of each placeholder; each link token is signed once per recipient."""
-    recipient_id = subscriber.id if config["tracking"]["per_recipient"] else None
-    values = subscriber_tokens.links(subscriber)
-    if open_link_id is not None:
-        values["open_pixel_url"] = emails.absolute_url(
-            config, f"/o/{link_tokens.make(send.id, open_link_id, recipient_id)}")
-
-    def value_of(name: str) -> str:
-        if name not in values:
-            values[name] = _tracked_url(config, send, name, recipient_id)
-        return values[name]
-
-    return value_of
-
-
-def _tracked_url(config: Config, send: Send, name: str, recipient_id: int | None) -> str:
-    link_id = int(name.removeprefix("link-"))
-    return emails.absolute_url(config, f"/l/{link_tokens.make(send.id, link_id, recipient_id)}")
-
-
-def _store_archive(session: Session, send: Send) -> None:
-    """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
-    config = _config()
-    placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True,
-                              editor_note=send.editor_note)
-    # The empty topic set follows everything: the web version shows all a send carries.
-    parts = _composer(send)(article_views(session, send, placeholders), frozenset(), settings)
-    if parts is None:
-        raise DigestError(f"send {send.id} carries no articles")
-    anonymous: dict[str, str] = {}
-
-    def value_of(name: str) -> str:
-        if name not in anonymous:
-            anonymous[name] = _tracked_url(config, send, name, None)
-        return anonymous[name]
-
-    rendered = personalise(parts, placeholders, value_of)
-    send.subject, send.preheader = rendered.subject, parts.preheader
-    send.archive_html, send.archive_text = rendered.html, rendered.text
-
-
-def _composer(send: Send) -> Callable[[list[ArticleView], frozenset[str], DigestSettings], DigestParts | None]:
-    """How this send is rendered for one topic set: a digest of its articles, or an alert to its topics."""
-    if send.kind == SendKind.alert:
-        audience = tuple(TopicView(t.slug, t.title) for t in send.topics)
-        return lambda views, topic_set, settings: compose_alert(views[0], topic_set, settings, audience)
-    return compose_digest
-
-
-def _open_link_id(session: Session, send: Send) -> int | None:
-    if not _config()["tracking"]["opens"]:
-        return None
-    return session.scalar(select(Link.id).where(Link.send_id == send.id, Link.kind == OPEN))
-
-
-def slugify(text: str) -> str:
-    """A URL slug in ASCII: 'Two Dead… Purge' -> 'two-dead-purge'."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:SLUG_LENGTH].rstrip("-")
-
-
-def _unique_slug(session: Session, text: str) -> str:
-    base = slugify(text) or "digest"
-    slug, n = base, 1
-    while session.scalar(select(Send.id).where(Send.slug == slug)) is not None:
-        n += 1
-        slug = f"{base}-{n}"
-    return slug
-

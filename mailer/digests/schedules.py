@@ -17,7 +17,9 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.digests import operations
-from mailer.digests.models import DigestSchedule, Send
+from mailer.sends import operations as send_operations
+from mailer.sends.models import Send
+from mailer.digests.models import DigestSchedule
 from mailer.errors import DigestError, NotFound
 
 # A slot found this late (the scheduler was down) is skipped, not sent at an odd hour: its articles
@@ -182,7 +184,7 @@ def send_slot(session: Session, schedule_id: int, slot_at: datetime) -> SlotRun:
         return SlotRun(schedule_id, slot_at, note="nothing new since the last digest: nothing sent")
     send.slot_key = key
     session.flush()
-    recipients = operations.queue(session, send)
+    recipients = send_operations.queue(session, send)
     return SlotRun(schedule_id, slot_at, send, recipients)
 
 

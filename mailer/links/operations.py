@@ -6,7 +6,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from mailer import clock
-from mailer.digests.models import Click, Link
+from mailer.links.models import Click, Link
 from mailer.errors import InvalidToken, NotFound
 from mailer.links.queries import OPEN
 from mailer.links.tokens import LinkToken

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
-from mailer.digests.models import Click, Link
+from mailer.links.models import Click, Link
 
 OPEN = "open"  # the kind of the one Link per send that the open pixel counts on
 READ = "read"  # a "Read more": every other kind but OPEN is an action link (sign, donate, ...)

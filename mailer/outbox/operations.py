@@ -10,7 +10,7 @@ from typing import NamedTuple
 from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
-from mailer.digests.models import Send
+from mailer.sends.models import Send
 from mailer.emails import PreparedMessage, prepared
 from mailer.errors import OutboxError
 from mailer.outbox.models import BULK_PRIORITY, PERSONAL_PRIORITY, OutboxMessage, OutboxState

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.articles.models import ArticleTopic
 from mailer.articles.rendering import CONTROL_CHARACTERS
-from mailer.digests.models import SendTopic
+from mailer.sends.models import SendTopic
 from mailer.errors import TopicError
 from mailer.feeds.models import FeedTopic
 from mailer.topics.models import SubscriberTopic, Topic

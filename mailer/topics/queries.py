@@ -13,6 +13,11 @@ def all_topics(session: Session) -> list[Topic]:
     return list(session.scalars(select(Topic).order_by(Topic.slug)))
 
 
+def by_title(session: Session) -> list[Topic]:
+    """Every topic by title, as the workspace's pickers list them."""
+    return list(session.scalars(select(Topic).order_by(Topic.title, Topic.slug)))
+
+
 def with_follower_counts(session: Session) -> list[tuple[Topic, int]]:
     """Every topic by title, with how many subscribers (in any state) follow it."""
     followers = (select(SubscriberTopic.topic_id, func.count().label("n"))

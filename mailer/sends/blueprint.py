@@ -2,7 +2,7 @@
 
 from flask import Blueprint
 
-from mailer.digests import views
+from mailer.sends import views
 
 blueprint = Blueprint("archive", __name__)
 

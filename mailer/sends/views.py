@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from flask import Response, current_app, render_template
 
 from mailer import clock, db, emails
-from mailer.digests import queries
+from mailer.sends import queries
 from mailer.errors import NotFound
 
 ATOM = "http://www.w3.org/2005/Atom"
