@@ -6,6 +6,8 @@ import functools
 import json
 import logging
 import sys
+import threading
+from contextlib import contextmanager
 
 import click
 from click.exceptions import NoArgsIsHelpError
@@ -145,30 +147,65 @@ def db_upgrade():
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @app_context
 def worker(once):
-    """A delivery worker: drains the outbox through the configured backend."""
+    """A delivery worker: drains the outbox through the configured backend.
+
+    Ctrl-C or SIGTERM stops it cleanly: the messages on the wire finish and are recorded, the rest
+    of its batch goes back to the queue at once.
+    """
     from flask import current_app
 
     from mailer.outbox import backends
-    from mailer.outbox.worker import WorkerThread, run_once
+    from mailer.outbox.worker import WorkerThread, log_pass, run_once
 
     app = current_app._get_current_object()
     config = app.config["MAILER"]
-    backend = backends.from_config(config)
+    pool = backends.pool_from_config(config)
+    thread = WorkerThread(app, pool)
     if once:
-        try:
-            tally = run_once(config, backend)
-        finally:
-            backend.close()
+        with stop_on_signals(thread.stopping):
+            try:
+                tally = run_once(config, pool, thread.stopping)
+            finally:
+                for backend in pool:
+                    backend.close()
+        log_pass(tally)
         click.echo(f"delivered {tally.sent} message(s); {tally.retrying} to retry later; {tally.failed} failed")
         return
-    thread = WorkerThread(app, backend)
-    thread.start()
-    try:
+    with stop_on_signals(thread.stopping):
+        thread.start()
         while thread.is_alive():
-            thread.join(1)
-    except KeyboardInterrupt:
-        thread.stop()
-        thread.join()
+            thread.join(0.5)
+
+
+def _sigterm_as_ctrl_c() -> None:
+    """SIGTERM (systemctl stop, docker stop) ends `serve` the way Ctrl-C does: through its clean-up."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+@contextmanager
+def stop_on_signals(stopping):
+    """While inside: SIGINT (Ctrl-C) and SIGTERM (systemctl stop) set `stopping` instead of killing."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        stopping.set()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @cli.command()
@@ -195,7 +232,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
         raise MailerError(f"cannot listen on {host}:{port}: no such address") from None
     worker_thread = None
     if not no_worker:
-        worker_thread = WorkerThread(app, backends.from_config(config))
+        worker_thread = WorkerThread(app, backends.pool_from_config(config))
         worker_thread.start()
     scheduler = None
     if not no_scheduler and config["scheduler"]["enabled"]:
@@ -203,11 +240,14 @@ def serve(host, port, no_scheduler, no_worker, threads):
 
         scheduler = scheduling.start_background(app)
     click.echo(f"serving {config.site_name} on http://{host}:{port}")
+    _sigterm_as_ctrl_c()
     try:
         server.run()
     finally:
         if worker_thread:
+            # Let the messages on the wire finish and be recorded; the rest of the batch goes back.
             worker_thread.stop()
+            worker_thread.join(30)
         if scheduler:
             scheduler.shutdown(wait=False)
 
@@ -231,6 +271,7 @@ def _register_domain_commands() -> None:
     from mailer.digests.cli import digests
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
+    from mailer.outbox.cli import outbox
     from mailer.sends.cli import stats
     from mailer.topics.cli import topics
     from subscribers.cli import subscribers
@@ -242,6 +283,7 @@ def _register_domain_commands() -> None:
     cli.add_command(digests)
     cli.add_command(alerts)
     cli.add_command(stats)
+    cli.add_command(outbox)
     cli.add_command(users)
 
 

@@ -12,6 +12,7 @@ import re
 import secrets
 import tomllib
 import zoneinfo
+from datetime import timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -64,7 +65,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "delivery": {
         "batch_size": 100,
-        "max_attempts": 8,
+        "give_up_after": "3d",
+        "keep_days": 90,
         "lease_seconds": 300,
         "poll_seconds": 2,
     },
@@ -227,6 +229,18 @@ def _unflatten(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return tree
 
 
+_DURATION = re.compile(r"\s*(\d{1,6})\s*([smhd])\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> timedelta | None:
+    """'3d', '36h', '90m' or '45s' as a timedelta; None when it is not one of those (or is zero)."""
+    match = _DURATION.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
 def _validate(values: dict[str, dict[str, Any]]) -> None:
     for (section, key), allowed in CHOICES.items():
         if values[section][key] not in allowed:
@@ -239,6 +253,9 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError("admin.session_idle_hours must be 1 or more")
     if values["site"]["trusted_proxies"] < 0:
         raise ConfigError("site.trusted_proxies must be 0 or more")
+    give_up = values["delivery"]["give_up_after"]
+    if duration(give_up) is None:
+        raise ConfigError(f"delivery.give_up_after must be a time like '3d', '36h' or '90m', not {give_up!r}")
     rate_limit = values["signup"]["rate_limit"]
     if rate_limit:
         try:

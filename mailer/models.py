@@ -11,7 +11,7 @@ from mailer.leases import Lease  # noqa: F401
 from mailer.links.models import Click, Link  # noqa: F401
 from mailer.outbox.models import OutboxMessage, OutboxState  # noqa: F401
 from mailer.privacy.models import PrivacyNotice  # noqa: F401
-from mailer.sends.models import Send, SendArticle, SendKind, SendTopic  # noqa: F401
+from mailer.sends.models import Send, SendArticle, SendKind, SendTopic, SendVariant  # noqa: F401
 from mailer.topics.models import SubscriberTopic, Topic  # noqa: F401
 from mailer.webhooks.models import Webhook, WebhookDelivery  # noqa: F401
 from subscribers.models import (  # noqa: F401

@@ -92,3 +92,13 @@ def subscriber(session, email: str, *, topics=(), state=SubscriberState.confirme
         session.add(Suppression(email=email, reason=suppressed))
     session.flush()
     return row
+
+
+def deliver(config) -> list:
+    """Run one delivery pass into memory (the worker builds each send's messages then); the envelopes."""
+    from mailer.outbox.backends import MemoryBackend
+    from mailer.outbox.worker import run_once
+
+    memory = MemoryBackend()
+    run_once(config, memory)
+    return memory.sent

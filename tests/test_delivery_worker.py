@@ -149,7 +149,9 @@ def test_a_slow_batch_renews_its_lease_so_no_rival_sends_it_again(session, confi
     ids = queue_many(session, config, 100)
     relay = SlowRelay(config, frozen_clock)
     assert run_once(config, relay).sent == 100
-    assert relay.rival_claimed == []  # 5 chunks x 0.4 lease: without renewal the rival takes rows 41-100
+    # Each message takes 0.4 of a lease: the worker stops sending from a claim two thirds of a lease old
+    # and claims afresh, so the rival never finds a row whose lease ran out.
+    assert relay.rival_claimed == []
     assert sorted(env.outbox_id for env in relay.sent) == ids
     assert session.scalar(select(func.count()).where(OutboxMessage.state == OutboxState.sent)) == 100
 
@@ -163,7 +165,7 @@ def test_a_worker_that_lost_its_claim_does_not_overwrite_the_new_owner(session, 
     frozen_clock.advance(timedelta(seconds=config["delivery"]["lease_seconds"] + 1))
     [theirs] = claim_due(config, 10)  # my lease ran out: another worker took the row over
     assert theirs.id == outbox_id
-    tally = record(config, [Result(outbox_id, False, False, "451 4.3.0 try later")], mine.claimed_at)
+    tally = record(config, [Result(outbox_id, False, False, "451 4.3.0 try later")], mine.claimed_by)
     assert tally.handled == 0
     row = session.get(OutboxMessage, outbox_id)
     assert (row.state, row.claimed_at, row.attempts) == (OutboxState.sending, theirs.claimed_at, 0)

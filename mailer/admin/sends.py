@@ -13,6 +13,7 @@ from mailer import clock, db
 from mailer.admin import forms
 from mailer.admin.access import audit, get_or_404
 from mailer.admin.dashboard import chart_bars
+from mailer.sends import operations as send_operations
 from mailer.sends import queries as send_queries
 from mailer.sends.models import Send
 from mailer.errors import OutboxError
@@ -23,7 +24,6 @@ from subscribers.exporting import defused
 blueprint = Blueprint("sends", __name__, url_prefix="/sends")
 
 PAGE = 50
-UNSUBSCRIBE_WINDOW = timedelta(days=7)
 CHART_HOURS = 48
 
 
@@ -64,7 +64,7 @@ def figures(send: Send) -> SendFigures:
     return SendFigures(
         recipients=send.recipients_count, queued=counts.get("queued", 0), sending=counts.get("sending", 0),
         delivered=counts.get("sent", 0), failed=counts.get("failed", 0), cancelled=counts.get("cancelled", 0),
-        unsubscribed=send_queries.unsubscribed_after(session, send, UNSUBSCRIBE_WINDOW),
+        unsubscribed=send_queries.unsubscribed_after(session, send, send_operations.UNSUBSCRIBE_WINDOW),
         clicks=link_queries.clicks_for_send(session, send.id),
         unique_clicks=link_queries.unique_clickers(session, send.id),
         action_clickers=link_queries.action_clickers(session, send.id),

@@ -8,8 +8,9 @@ from __future__ import annotations
 import mailbox
 import smtplib
 import ssl
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -36,6 +37,10 @@ class Result:
     error: str = ""
     # The relay refused the recipient for good (5xx at RCPT): the address is dead, suppress it.
     is_bounce: bool = False
+    # Not offered to the relay at all (the reader unsubscribed or was erased since it was queued).
+    is_withdrawn: bool = False
+    # The relay could not be reached, or the connection broke: the next messages would fare the same.
+    is_connection_error: bool = False
 
 
 class Backend(Protocol):
@@ -96,6 +101,7 @@ class Pacer:
     def __init__(self, rate_per_second: int):
         self.interval = 1.0 / rate_per_second if rate_per_second > 0 else 0.0
         self.next_at: float | None = None
+        self._lock = threading.Lock()
 
     def delay(self, now: float) -> float:
         """Seconds to wait at monotonic time `now` before the next message may go."""
@@ -107,14 +113,32 @@ class Pacer:
         """A message went at `now`: the next may go one interval later."""
         self.next_at = max(self.next_at or now, now) + self.interval
 
+    def reserve(self, now: float) -> float:
+        """Take the next slot for a message about to go at `now`; return how long to wait for it.
+
+        Safe across the connections of one worker sharing this pacer: together they keep the rate.
+        """
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            slot = max(self.next_at or now, now)
+            self.next_at = slot + self.interval
+        return slot - now
+
+
+# A connection idle this long is checked with a NOOP before the next message: relays hang up on idle ones.
+IDLE_CHECK_SECONDS = 5
+
 
 class SMTPBackend:
     """Real SMTP: one connection reused across batches, STARTTLS or implicit TLS, optional AUTH."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, pacer: Pacer | None = None):
         self.settings = config["mail.smtp"]
-        self.pacer = Pacer(self.settings["rate_per_second"])
+        # One pacer for every connection of a worker: the rate limit is the relay's, not a connection's.
+        self.pacer = pacer or Pacer(self.settings["rate_per_second"])
         self._conn: smtplib.SMTP | None = None
+        self._last_used = 0.0
 
     def _tls_context(self) -> ssl.SSLContext:
         # ca_file: trust a relay whose certificate a private CA (or the relay itself) signed.
@@ -141,26 +165,44 @@ class SMTPBackend:
         results: list[Result] = []
         self._drop_if_stale()
         for index, env in enumerate(batch):
-            if self._conn is None:
-                try:
-                    self._conn = self._connect()
-                except (smtplib.SMTPException, OSError) as exc:
-                    # The relay is down, distrusted or refuses our login: nothing is wrong with the
-                    # messages, so the rest of the batch waits for a retry while someone fixes it.
-                    error = _describe(exc)
-                    results.extend(Result(e.outbox_id, False, False, error) for e in batch[index:])
-                    return results
-            wait = self.pacer.delay(time.monotonic())
-            if wait:
-                time.sleep(wait)
-            results.append(self._send_one(env))
-            self.pacer.note_sent(time.monotonic())
+            result = self._deliver(env)
+            results.append(result)
+            if result.is_connection_error:
+                # The relay is down, distrusted or refuses our login: nothing is wrong with the
+                # messages, so the rest of the batch waits for a retry while someone fixes it.
+                results.extend(replace(result, outbox_id=e.outbox_id) for e in batch[index + 1:])
+                return results
         return results
 
+    def _deliver(self, env: Envelope) -> Result:
+        """One message; a connection kept from before that dies under it is replaced once."""
+        kept = self._conn is not None
+        if not kept:
+            failed = self._open()
+            if failed:
+                return replace(failed, outbox_id=env.outbox_id)
+        wait = self.pacer.reserve(time.monotonic())
+        if wait:
+            time.sleep(wait)
+        result = self._send_one(env)
+        if result.is_connection_error and kept:
+            failed = self._open()
+            result = replace(failed, outbox_id=env.outbox_id) if failed else self._send_one(env)
+        self._last_used = time.monotonic()
+        return result
+
+    def _open(self) -> Result | None:
+        """Connect; a Result saying why not when the relay cannot be reached or refuses us."""
+        try:
+            self._conn = self._connect()
+        except (smtplib.SMTPException, OSError) as exc:
+            return Result(0, False, False, _describe(exc), is_connection_error=True)
+        return None
+
     def _drop_if_stale(self) -> None:
-        # Relays hang up on a connection left idle between passes; one NOOP a batch finds out, so the
-        # batch's first message is not deferred for a retry because of it.
-        if self._conn is None:
+        # Relays hang up on a connection left idle between passes; a NOOP after an idle spell finds
+        # out, so the next message is not deferred for a retry because of it.
+        if self._conn is None or time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
             return
         try:
             code, _ = self._conn.noop()
@@ -179,9 +221,9 @@ class SMTPBackend:
         except smtplib.SMTPResponseException as exc:
             self._reset_after_error()
             return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error))
-        except (smtplib.SMTPException, OSError) as exc:
+        except (smtplib.SMTPException, OSError) as exc:  # the connection broke (mid-DATA, say)
             self.close()
-            return Result(env.outbox_id, False, False, _describe(exc))
+            return Result(env.outbox_id, False, False, _describe(exc), is_connection_error=True)
         if refused:
             return _refusal(env, *refused[env.rcpt_to])
         return Result(env.outbox_id, True)
@@ -227,3 +269,18 @@ def from_config(config: Config) -> Backend:
         MaildirBackend(config["mail"]["maildir"])
     signer = signing.from_config(config)
     return signing.SigningBackend(backend, signer) if signer else backend
+
+
+def pool_from_config(config: Config) -> list[Backend]:
+    """One backend per connection a worker sends over at once: `mail.smtp.connections` for SMTP,
+    sharing one rate limit; one for Maildir (a local disk gains nothing from more)."""
+    from mailer.outbox import signing
+
+    if config["mail"]["backend"] == "smtp":
+        pacer = Pacer(config["mail.smtp"]["rate_per_second"])
+        pool: list[Backend] = [SMTPBackend(config, pacer) for _ in range(max(1, config["mail.smtp"]["connections"]))]
+    else:
+        pool = [MaildirBackend(config["mail"]["maildir"])]
+    signer = signing.from_config(config)
+    return [signing.SigningBackend(backend, signer) for backend in pool] if signer else pool
+

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
-from typing import NamedTuple
 
-from sqlalchemy import insert, update
+from sqlalchemy import exists, update
 from sqlalchemy.orm import Session
 
 from mailer.sends.models import Send
 from mailer.emails import PreparedMessage, prepared
 from mailer.errors import OutboxError
-from mailer.outbox.models import BULK_PRIORITY, PERSONAL_PRIORITY, OutboxMessage, OutboxState
+from mailer.outbox.models import PERSONAL_PRIORITY, OutboxMessage, OutboxState
+from subscribers.models import Suppression
 
 
 def enqueue(session: Session, *, kind: str, message: EmailMessage | PreparedMessage, dedupe_key: str,
@@ -39,28 +38,6 @@ def enqueue(session: Session, *, kind: str, message: EmailMessage | PreparedMess
     return row
 
 
-class BulkRecipient(NamedTuple):
-    """One message of a bulk send, ready for its outbox row."""
-
-    subscriber_id: int
-    dedupe_key: str
-    message: PreparedMessage
-
-
-def enqueue_many(session: Session, *, kind: str, send_id: int, recipients: Sequence[BulkRecipient],
-                 priority: int = BULK_PRIORITY) -> None:
-    """Queue many prebuilt messages of one send in one INSERT: no ORM objects, so a large send stays
-    cheap in time and memory. Like `enqueue`, they go out only if the caller's transaction commits;
-    the worker claims higher `priority` first."""
-    if not recipients:
-        return
-    session.execute(insert(OutboxMessage), [
-        {"kind": kind, "dedupe_key": r.dedupe_key, "recipient": r.message.recipient, "subscriber_id": r.subscriber_id,
-         "send_id": send_id, "message_id": r.message.message_id, "subject": r.message.subject,
-         "content": r.message.content, "priority": priority}
-        for r in recipients])
-
-
 def retry_failed(session: Session, send: Send, now: datetime, message_id: int | None = None) -> int:
     """Put a send's failed messages (or the one `message_id`) back in the queue, due now, with their
     attempts reset; return how many. A message of another send, or one that did not fail, is refused."""
@@ -76,7 +53,8 @@ def retry_failed(session: Session, send: Send, now: datetime, message_id: int | 
         where.append(OutboxMessage.id == message_id)
     # The state stays in the WHERE: a row changed since it was read is left as it is.
     retried = session.execute(update(OutboxMessage).where(*where).values(
-        state=OutboxState.queued, next_attempt_at=now, attempts=0, claimed_at=None)).rowcount
+        state=OutboxState.queued, next_attempt_at=now, attempts=0, claimed_at=None, claimed_by=None,
+        created_at=now)).rowcount
     if not retried:
         raise OutboxError("Nothing to retry: no message of this send has failed.")
     return retried
@@ -94,3 +72,24 @@ def cancel_queued(session: Session, send: Send, now: datetime) -> int:
                           "has failed or was cancelled.")
     send.cancelled_at = now
     return cancelled
+
+
+def requeue(session: Session, now: datetime, *, failed: bool, send_id: int | None = None,
+            since: datetime | None = None) -> int:
+    """After an outage: make every message waiting for a retry due now, and with `failed` put the ones
+    that failed back in the queue too, each with a fresh `delivery.give_up_after`; return how many.
+
+    `send_id` keeps it to one send, `since` to messages last tried (or queued) from then on. A failed
+    message to an address suppressed since (a bounce, an unsubscribe) stays failed.
+    """
+    states = [OutboxState.queued, OutboxState.failed] if failed else [OutboxState.queued]
+    where = [OutboxMessage.state.in_(states), OutboxMessage.attempts > 0]
+    if send_id is not None:
+        where.append(OutboxMessage.send_id == send_id)
+    if since is not None:
+        where.append(OutboxMessage.created_at >= since)
+    suppressed = exists().where(Suppression.email == OutboxMessage.recipient)
+    where.append(~(suppressed & (OutboxMessage.send_id.is_not(None))))
+    return session.execute(update(OutboxMessage).where(*where).values(
+        state=OutboxState.queued, next_attempt_at=now, attempts=0, claimed_at=None, claimed_by=None,
+        created_at=now)).rowcount

@@ -1,21 +1,27 @@
-"""The delivery worker: claims due outbox rows, hands them to a backend, records each result.
+"""The delivery worker: claims due outbox rows, builds and hands them to the relay, records each result.
 
-Claiming and recording are separate short transactions in the worker's own sessions, so a crash leaves rows in `sending`;
-their lease runs out and another pass picks them up again (resume, never skip). A worker whose batch runs
-long renews its lease as it goes, and writes results only for rows still under its own claim, so a slow
-relay cannot make two workers send the same message.
+A pass claims a batch under a name of its own (`claimed_by`), keeps the claim alive on a timer however
+slow the relay, and sends over `mail.smtp.connections` connections at once. Each result is written the
+moment the relay answers, in its own short transaction and only while the row is still ours, so a
+killed worker has at most one unrecorded message per connection (which a later pass sends again), and a
+row another worker took over is never sent by both. Ctrl-C and SIGTERM stop claiming, let the messages
+on the wire finish and be recorded, and hand the rest of the batch back at once.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import secrets
+import socket
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Sequence
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import defer
+from sqlalchemy import func, select, update
 
 from mailer import clock, db
 from mailer import config as config_module
@@ -27,19 +33,31 @@ from subscribers.models import Suppression
 
 log = logging.getLogger(__name__)
 
+# A relay that has refused everything for this long gets a warning in the log, once.
+REFUSING_WARNING_AFTER = timedelta(minutes=10)
+
 
 @dataclass
 class Tally:
-    """What one pass did: rows sent, put back for a retry, and failed for good."""
+    """What one pass did: rows sent, put back for a retry, failed for good, and taken over from a dead worker."""
 
     sent: int = 0
     retrying: int = 0
     failed: int = 0
+    reclaimed: int = 0
+    errors: Counter = field(default_factory=Counter)  # relay error class -> messages it deferred or failed
 
     @property
     def handled(self) -> int:
         """Rows this pass claimed and recorded."""
         return self.sent + self.retrying + self.failed
+
+    def add(self, other: Tally) -> None:
+        self.sent += other.sent
+        self.retrying += other.retrying
+        self.failed += other.failed
+        self.reclaimed += other.reclaimed
+        self.errors.update(other.errors)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -47,15 +65,21 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(minutes=min(2 ** max(attempts - 1, 0), 240))
 
 
-def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
-    """Mark up to `limit` due rows as ours (`sending`) and return them.
+def new_holder() -> str:
+    """A name for one pass's claims: host, process and a random part (fits `claimed_by`)."""
+    return f"{socket.gethostname()[:16]}:{threading.get_native_id()}:{secrets.token_hex(4)}"
+
+
+def claim_due(config: Config, limit: int, holder: str | None = None, tally: Tally | None = None) -> list[OutboxMessage]:
+    """Mark up to `limit` due rows as ours (`sending`, claimed by `holder`) and return them.
 
     Rows whose worker died (lease run out) come back first; then queued rows, highest priority
     first, so an urgent alert overtakes a digest that is still draining; oldest due first within a
-    priority.
+    priority. The rows taken over from a dead worker are counted in `tally.reclaimed`.
     """
     now = clock.now()
     lease = timedelta(seconds=config["delivery"]["lease_seconds"])
+    holder = holder or new_holder()
     with db.session.session_factory.begin() as session:
         # Two queries, not one with OR: with OR, PostgreSQL sorts every due row on each claim
         # (84 ms at 200k queued rows); alone, the queued one reads ix_outbox_due in order (2.9 ms).
@@ -66,98 +90,137 @@ def claim_due(config: Config, limit: int) -> list[OutboxMessage]:
                   .where(OutboxMessage.state == OutboxState.queued, OutboxMessage.next_attempt_at <= now)
                   .order_by(OutboxMessage.priority.desc(), OutboxMessage.next_attempt_at, OutboxMessage.id))
         ids: list[int] = []
-        for due in (abandoned, queued):
+        for is_abandoned, due in ((True, abandoned), (False, queued)):
             due = due.limit(limit - len(ids))
             # Two workers on PostgreSQL each skip the rows the other is claiming (SQLite: BEGIN IMMEDIATE).
             if session.get_bind().dialect.name == "postgresql":
                 due = due.with_for_update(skip_locked=True)
-            ids += session.scalars(due)
+            found = list(session.scalars(due))
+            if tally is not None and is_abandoned:
+                tally.reclaimed += len(found)
+            ids += found
             if len(ids) >= limit:
                 break
         if not ids:
             return []
         session.execute(
             update(OutboxMessage).where(OutboxMessage.id.in_(ids))
-            .values(state=OutboxState.sending, claimed_at=now)
+            .values(state=OutboxState.sending, claimed_at=now, claimed_by=holder)
         )
         rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids))
                                     .order_by(OutboxMessage.priority.desc(), OutboxMessage.id)))
     return rows
 
 
-# Messages handed to the backend between two looks at the lease.
-LEASE_CHECK_EVERY = 20
+class Claim:
+    """Keeps one pass's claim alive: renews `claimed_at` on a timer, whatever the relay is doing.
 
-
-def renew_lease(config: Config, ids: list[int], claimed_at: datetime) -> tuple[set[int], datetime]:
-    """Extend our claim on `ids` if it is getting old; return the ids still ours and the claim's new stamp.
-
-    A row whose claim is no longer `claimed_at` was taken over by another worker after our lease ran
-    out: it is theirs to send now, not ours.
+    `is_live()` says whether a message may still go: it turns false when a renewal is overdue (the
+    database was unreachable), well before another worker could take the rows over, so the two never
+    send the same row.
     """
-    now = clock.now()
-    if not ids or now - claimed_at < timedelta(seconds=config["delivery"]["lease_seconds"]) / 3:
-        return set(ids), claimed_at
-    with db.session.session_factory.begin() as session:
-        ours = set(session.scalars(select(OutboxMessage.id).where(
-            OutboxMessage.id.in_(ids), OutboxMessage.state == OutboxState.sending,
-            OutboxMessage.claimed_at == claimed_at)))
-        if ours:
-            session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(ours)).values(claimed_at=now))
-    return ours, now
+
+    def __init__(self, config: Config, holder: str):
+        self.holder = holder
+        self.lease = config["delivery"]["lease_seconds"]
+        # The rows' claimed_at as last written: claim_due wrote it a moment ago.
+        self._renewed_at = clock.now()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mailer-claim", daemon=True)
+
+    def __enter__(self) -> Claim:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def is_live(self) -> bool:
+        """Whether the claim is younger than two thirds of the lease: a rival takes rows only after a whole
+        lease, so a third of it is left for the message now going out and for clocks that disagree."""
+        return clock.now() < self._renewed_at + timedelta(seconds=self.lease * 2 / 3)
+
+    def renew(self) -> None:
+        now = clock.now()
+        with db.session.session_factory.begin() as session:
+            session.execute(update(OutboxMessage).where(
+                OutboxMessage.claimed_by == self.holder, OutboxMessage.state == OutboxState.sending)
+                .values(claimed_at=now))
+        self._renewed_at = now
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                self.renew()
+            except Exception:  # the database is away: is_live() runs out and sending pauses
+                log.warning("could not renew the claim on the batch being sent; it lapses if this goes on")
 
 
-def envelope_for(config: Config, row: OutboxMessage, secret: str) -> Envelope:
-    """The envelope for one row; `secret` signs the VERP token when `mail.return_path` asks for one."""
+def envelope_for(config: Config, row: OutboxMessage, secret: str, built=None) -> Envelope:
+    """The envelope for one row (with `built`, the message the worker made for it); `secret` signs
+    the VERP token when `mail.return_path` asks for one."""
+    if built is not None:  # a send's row: the address as the message has it (an IDN in ASCII)
+        return Envelope(row.id, verp.envelope_sender(config, row.id, secret), built.recipient, built.content)
     return Envelope(row.id, verp.envelope_sender(config, row.id, secret), row.recipient, row.content or b"")
 
 
-def record(config: Config, results: list[Result], claimed_at: datetime | None = None) -> Tally:
+def record(config: Config, results: list[Result], holder: str | None = None) -> Tally:
     """Write each result back: sent, retry later, or failed for good (a refused address is suppressed).
 
-    With `claimed_at`, only rows still under that claim are written: a row another worker took over
-    is left to it.
+    A temporary failure is retried with back-off until `delivery.give_up_after` has passed since the
+    row was queued. With `holder`, only rows still claimed by it are written: a row another worker
+    took over is left to it.
     """
     now = clock.now()
-    max_attempts = config["delivery"]["max_attempts"]
+    give_up_after = config_module.duration(config["delivery"]["give_up_after"])
     tally = Tally()
     sent_ids = [result.outbox_id for result in results if result.is_sent]
     failures = [result for result in results if not result.is_sent]
     with db.session.session_factory.begin() as session:
         if sent_ids:
-            # The common case is one statement for the whole batch, not a row at a time.
             tally.sent = session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids), *_still_ours(claimed_at))
-                .values(state=OutboxState.sent, sent_at=now, last_error="", claimed_at=None,
+                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids), *_still_ours(holder))
+                .values(state=OutboxState.sent, sent_at=now, last_error="", claimed_at=None, claimed_by=None,
                         attempts=OutboxMessage.attempts + 1)
             ).rowcount
         if not failures:
             return tally
         by_id = {row.id: row for row in session.scalars(
-            select(OutboxMessage).options(defer(OutboxMessage.content))
-            .where(OutboxMessage.id.in_([result.outbox_id for result in failures]), *_still_ours(claimed_at)))}
+            select(OutboxMessage).where(OutboxMessage.id.in_([r.outbox_id for r in failures]), *_still_ours(holder)))}
         for result in failures:
             row = by_id.get(result.outbox_id)
             if row is None:
                 continue
             row.attempts += 1
-            row.claimed_at = None
-            if result.is_permanent or row.attempts >= max_attempts:
-                row.state, row.last_error = OutboxState.failed, result.error
+            row.claimed_at, row.claimed_by = None, None
+            row.last_error = result.error[:2000]
+            if result.is_permanent or now - row.created_at >= give_up_after:
+                row.state = OutboxState.failed
                 tally.failed += 1
             else:
-                row.state, row.last_error = OutboxState.queued, result.error
+                row.state = OutboxState.queued
                 row.next_attempt_at = now + retry_delay(row.attempts)
                 tally.retrying += 1
+            if not result.is_withdrawn:
+                tally.errors[_error_class(result.error)] += 1
             if result.is_bounce:
                 _suppress_bounced(session, row.recipient, result.error, now)
     return tally
 
 
-def _still_ours(claimed_at: datetime | None) -> tuple:
-    if claimed_at is None:
+def _error_class(error: str) -> str:
+    """What a relay's error is, without the part that names a message or an address."""
+    head = error.split(":", 2)
+    if len(head) >= 2 and head[0] in {"smtp", "maildir", "dkim"}:
+        return ":".join(head[:2]).strip()
+    return error[:3]  # an SMTP reply: its code
+
+
+def _still_ours(holder: str | None) -> tuple:
+    if holder is None:
         return ()
-    return (OutboxMessage.state == OutboxState.sending, OutboxMessage.claimed_at == claimed_at)
+    return (OutboxMessage.state == OutboxState.sending, OutboxMessage.claimed_by == holder)
 
 
 def _suppress_bounced(session, address: str, error: str, now) -> None:
@@ -165,6 +228,16 @@ def _suppress_bounced(session, address: str, error: str, now) -> None:
     if session.scalar(select(Suppression.id).where(Suppression.email == address)) is None:
         session.add(Suppression(email=address, reason="bounced", detail=error, created_at=now))
         session.flush()  # a second bounce for the same address in this batch sees this row
+
+
+def hand_back(ids: Sequence[int], holder: str) -> int:
+    """Put claimed rows we did not send back in the queue, due now: nobody waits for a lease to run out."""
+    if not ids:
+        return 0
+    with db.session.session_factory.begin() as session:
+        return session.execute(update(OutboxMessage).where(
+            OutboxMessage.id.in_(list(ids)), *_still_ours(holder))
+            .values(state=OutboxState.queued, claimed_at=None, claimed_by=None)).rowcount
 
 
 def suppressed_bulk(rows: list[OutboxMessage]) -> dict[int, str]:
@@ -182,67 +255,157 @@ def suppressed_bulk(rows: list[OutboxMessage]) -> dict[int, str]:
     return {outbox_id: reasons[address] for outbox_id, address in bulk.items() if address in reasons}
 
 
-def claim_size(config: Config) -> int:
+def claim_size(config: Config, connections: int = 1) -> int:
     """How many rows to claim at once: `delivery.batch_size`, fewer when the rate limit is slow.
 
-    A paced batch must end well inside its lease, or another worker would claim it again and send
-    the same messages twice (100 rows at 1 a second would outlast a 5-minute lease's half).
+    The claim is renewed on a timer, so a slow batch is not taken over; a small one under a slow
+    rate limit still lets a stop hand back little and another worker share the queue.
     """
-    batch_size = config["delivery"]["batch_size"]
+    batch_size = max(config["delivery"]["batch_size"], connections)
     rate = config["mail.smtp"]["rate_per_second"] if config["mail"]["backend"] == "smtp" else 0
     if rate > 0:
-        batch_size = min(batch_size, max(1, rate * config["delivery"]["lease_seconds"] // 2))
+        batch_size = min(batch_size, max(connections, rate * 10))
     return batch_size
 
 
-def run_once(config: Config, backend: Backend) -> Tally:
-    """Deliver everything due now, batch after batch; return what became of the rows handled."""
+def queue_depth() -> int:
+    with db.session.session_factory() as session:
+        return session.scalar(select(func.count()).select_from(OutboxMessage)
+                              .where(OutboxMessage.state == OutboxState.queued)) or 0
+
+
+def run_once(config: Config, backends: Backend | Sequence[Backend], stopping: threading.Event | None = None) -> Tally:
+    """Deliver everything due now, batch after batch; return what became of the rows handled.
+
+    `backends` is one backend, or one per connection to send over at once. Setting `stopping` ends the
+    pass cleanly: no more claims, the messages on the wire are finished and recorded, the rest handed back.
+    """
+    from mailer.sends.delivery import Builder
+
+    pool = list(backends) if isinstance(backends, (list, tuple)) else [backends]
+    stopping = stopping or threading.Event()
     total = Tally()
-    batch_size = claim_size(config)
+    batch_size = claim_size(config, len(pool))
     secret = config_module.secret_key(config, Path("var"))
-    while True:
-        rows = claim_due(config, batch_size)
+    builder = Builder(config, secret)
+    while not stopping.is_set():
+        holder = new_holder()
+        rows = claim_due(config, batch_size, holder, total)
         if not rows:
-            return total
-        claimed_at = rows[0].claimed_at
-        withdrawn = suppressed_bulk(rows)
-        tallies = [record(config, [
-            Result(row.id, False, True, f"not sent: the address was {reason} after this was queued")
-            for row in rows if (reason := withdrawn.get(row.id))], claimed_at)]
-        to_send = [row for row in rows if row.id not in withdrawn]
-        # Sent rows are recorded at the end of the batch, so the renewal covers them too.
-        unrecorded = [row.id for row in to_send]
-        results: list[Result] = []
-        while to_send:
-            ours, claimed_at = renew_lease(config, unrecorded, claimed_at)
-            to_send = [row for row in to_send if row.id in ours]
-            chunk, to_send = to_send[:LEASE_CHECK_EVERY], to_send[LEASE_CHECK_EVERY:]
-            results += backend.send([envelope_for(config, row, secret) for row in chunk])
-        tallies.append(record(config, results, claimed_at))
-        for tally in tallies:
-            total.sent += tally.sent
-            total.retrying += tally.retrying
-            total.failed += tally.failed
+            break
+        with Claim(config, holder) as claim:
+            total.add(_deliver(config, pool, builder, rows, holder, secret, claim, stopping))
+    return total
+
+
+def _deliver(config: Config, pool: list[Backend], builder, rows: list[OutboxMessage], holder: str, secret: str,
+             claim: Claim, stopping: threading.Event) -> Tally:
+    """Send one claimed batch over the pool's connections, recording each result as it comes."""
+    tally = Tally()
+    withdrawn = suppressed_bulk(rows)
+    with db.session.session_factory() as session:
+        built = builder.build(session, [row for row in rows if row.id not in withdrawn])
+    refusals = [Result(row.id, False, True, f"not sent: the address was {reason} after this was queued",
+                       is_withdrawn=True) for row in rows if (reason := withdrawn.get(row.id))]
+    refusals += [Result(row_id, False, True, "not sent: the reader's record was erased", is_withdrawn=True)
+                 for row_id, content in built.items() if content is None]
+    tally.add(record(config, refusals, holder))
+    work: queue.Queue[Envelope] = queue.Queue()
+    for row in rows:
+        if row.id in withdrawn or (row.id in built and built[row.id] is None):
+            continue
+        work.put(envelope_for(config, row, secret, built.get(row.id)))
+    unsent: list[int] = []
+    lock = threading.Lock()
+    relay_down: list[Result] = []  # the connection error that stopped this batch, if one did
+
+    def send_from(backend: Backend) -> None:
+        while True:
+            try:
+                envelope = work.get_nowait()
+            except queue.Empty:
+                return
+            if stopping.is_set() or not claim.is_live():
+                with lock:
+                    unsent.append(envelope.outbox_id)
+                continue
+            if relay_down:  # no point offering the rest to a relay we cannot reach: a retry later
+                done = record(config, [replace(relay_down[0], outbox_id=envelope.outbox_id)], holder)
+            else:
+                [result] = backend.send([envelope])
+                if result.is_connection_error:
+                    relay_down.append(result)
+                done = record(config, [result], holder)
+            with lock:
+                tally.add(done)
+
+    threads = [threading.Thread(target=send_from, args=(backend,), name=f"mailer-smtp-{n}", daemon=True)
+               for n, backend in enumerate(pool)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    hand_back(unsent, holder)
+    return tally
+
+
+def describe(tally: Tally, depth: int) -> str:
+    """The pass as one log line."""
+    return (f"delivery pass: sent {tally.sent}, deferred {tally.retrying}, failed {tally.failed}, "
+            f"reclaimed {tally.reclaimed}, queue depth {depth}")
+
+
+class RelayWatch:
+    """Warns once when the relay has refused everything for REFUSING_WARNING_AFTER."""
+
+    def __init__(self):
+        self.refusing_since: datetime | None = None
+        self.warned = False
+
+    def note(self, tally: Tally) -> None:
+        now = clock.now()
+        if tally.sent:
+            self.refusing_since, self.warned = None, False
+        elif tally.errors:
+            self.refusing_since = self.refusing_since or now
+            if not self.warned and now - self.refusing_since >= REFUSING_WARNING_AFTER:
+                log.warning("the relay has refused every message for %d minutes: check mail.smtp and the relay",
+                            (now - self.refusing_since).total_seconds() // 60)
+                self.warned = True
+
+
+def log_pass(tally: Tally, watch: RelayWatch | None = None) -> None:
+    """One line for a pass that did something, and its relay errors."""
+    if not tally.handled and not tally.errors:
+        return
+    log.info(describe(tally, queue_depth()))
+    for error, count in sorted(tally.errors.items()):
+        log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count)
+    if watch is not None:
+        watch.note(tally)
 
 
 class WorkerThread(threading.Thread):
-    """A worker inside `mailer serve`: drains the outbox, then sleeps `delivery.poll_seconds`."""
+    """A worker inside `mailer serve` (or `mailer worker`): drains the outbox, then sleeps `delivery.poll_seconds`."""
 
-    def __init__(self, app, backend: Backend):
+    def __init__(self, app, backends: Backend | Sequence[Backend]):
         super().__init__(name="mailer-delivery", daemon=True)
-        self.app, self.backend = app, backend
+        self.app = app
+        self.pool = list(backends) if isinstance(backends, (list, tuple)) else [backends]
         self.stopping = threading.Event()
 
     def run(self) -> None:
         config = self.app.config["MAILER"]
+        watch = RelayWatch()
         with self.app.app_context():
             while not self.stopping.is_set():
                 try:
-                    run_once(config, self.backend)
+                    log_pass(run_once(config, self.pool, self.stopping), watch)
                 except Exception:  # keep the worker alive; the row's lease brings it back
                     log.exception("delivery pass failed")
                 self.stopping.wait(config["delivery"]["poll_seconds"])
-        self.backend.close()
+        for backend in self.pool:
+            backend.close()
 
     def stop(self) -> None:
         self.stopping.set()

@@ -60,8 +60,30 @@ class Send(Base):
     form_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id", ondelete="SET NULL"))
     cancelled_at: Mapped[datetime | None]  # its rows not yet sent were withdrawn
+    # Outbox rows past `delivery.keep_days` are deleted and counted here (JSON: state -> rows, and the
+    # readers who unsubscribed within a week), so the send's figures stay as they were.
+    reduced_counts: Mapped[str] = mapped_column(Text, default="")
 
     articles: Mapped[list[Article]] = relationship(secondary=SendArticle.__table__, order_by=SendArticle.position)
     # An alert's audience (a digest has none: each reader gets the articles in the topics they follow).
     topics: Mapped[list[Topic]] = relationship(secondary=SendTopic.__table__, order_by=Topic.slug)
 
+
+class SendVariant(Base):
+    """A send rendered once for the readers of one topic set: subject, text and HTML with placeholders.
+
+    The outbox rows of a send hold ids only; the worker fills a variant's placeholders (each reader's
+    links and tokens) when it sends. `topic_key` is the followed topics' slugs as the fan-out query
+    writes them (comma-separated, "" = every topic): that query joins readers to variants by it.
+    """
+
+    __tablename__ = "send_variants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    send_id: Mapped[int] = mapped_column(ForeignKey("sends.id", ondelete="CASCADE"), index=True)
+    topic_key: Mapped[str] = mapped_column(Text, default="")
+    subject: Mapped[str] = mapped_column(String(500))
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str] = mapped_column(Text)
+    placeholder: Mapped[str] = mapped_column(String(40))  # the token of the slots in text and html
+    recipients_count: Mapped[int] = mapped_column(default=0)

@@ -11,14 +11,18 @@ new for a digest, and who an alert is for, are the digests' and alerts' own rule
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import secrets
 import unicodedata
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
+from datetime import datetime, timedelta
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from mailer import clock, emails
@@ -29,24 +33,24 @@ from mailer.digests.compose import (ActionView, ArticleView, DigestParts, Digest
                                     articles_for, compose_digest, personalise)
 from mailer.links.models import Link
 from mailer.errors import DigestError
-from mailer.links import tokens as link_tokens
 from mailer.links.queries import OPEN
 from mailer.outbox.models import BULK_PRIORITY, URGENT_PRIORITY
-from mailer.outbox.models import OutboxMessage
-from mailer.outbox.operations import BulkRecipient, enqueue, enqueue_many
-from mailer.sends import queries
-from mailer.sends.models import Send, SendArticle, SendKind
-from subscribers import tokens as subscriber_tokens
+from mailer.outbox.models import OutboxMessage, OutboxState
+from mailer.outbox.operations import enqueue
+from mailer.sends import delivery, queries
+from mailer.sends.models import Send, SendArticle, SendKind, SendVariant
+
+log = logging.getLogger(__name__)
 
 READ = "read"  # the Link kind of an article's "Read more"
 SLUG_LENGTH = 80
-# Messages are inserted in batches: 100k messages must not all sit in memory at once.
-INSERT_EVERY = 500
 # Every link of a preview goes nowhere: no token of a real reader may appear in it.
 PREVIEW_LINK = "#"
 # The open pixel of a preview: a blank image that loads nothing ("#" would fetch the page itself).
 PREVIEW_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 TEST_SUBJECT_PREFIX = "[Test] "
+# "Unsubscribed within 7 days" of a send, as the workspace shows it.
+UNSUBSCRIBE_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -129,13 +133,15 @@ def plan(session: Session, send: Send) -> list[TopicSetPlan]:
                                            key=lambda item: sorted(item[0]))]
 
 
-def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
+def queue(session: Session, send: Send, *, skip=None) -> int:
     """Queue the send to every eligible subscriber it has something for; return how many were queued.
 
-    Renders once per distinct topic set (a digest: the new articles in those topics; an alert: to
-    readers of its topics) and personalises each copy by substitution. A subscriber already holding
-    this send in the outbox is skipped (the dedupe key makes that a constraint too), and so is any
-    subscriber id in `skip`. An alert's rows go ahead of any digest rows still waiting in the outbox.
+    Renders once per topic set that eligible readers follow (a digest: the new articles in those
+    topics; an alert: to readers of its topics) and stores each render as a SendVariant with
+    placeholders; then one INSERT … SELECT adds an outbox row (ids and state, no bytes) per reader.
+    The worker fills in each reader's links when it sends. A reader already holding this send in the
+    outbox is skipped (a unique constraint too), and so is anyone `skip` (a SELECT of subscriber
+    ids) returns. An alert's rows go ahead of any digest rows still waiting in the outbox.
     """
     # Lock the send (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises) so two `send`s queue once.
     session.execute(select(Send.id).where(Send.id == send.id).with_for_update())
@@ -146,32 +152,41 @@ def queue(session: Session, send: Send, *, skip: Collection[int] = ()) -> int:
     placeholders = Placeholders(secrets.token_hex(8))
     views = article_views(session, send, placeholders)
     settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
-    open_link_id = _open_link_id(session, send)
-    done = queries.already_queued(session, send.id) | set(skip)
     compose = _composer(send)
+    renders: dict[frozenset[str], DigestParts | None] = {}
     priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
-    queued, pending = 0, []
-    for topic_set, group in queries.by_topic_set(queries.eligible_subscribers(session)).items():
-        parts = compose(views, topic_set, settings)
-        if parts is None:  # nothing for the topics this group follows
-            continue
-        message = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
-                                     slot=placeholders.pattern)
-        for subscriber in group:
-            if subscriber.id in done:
-                continue
-            fill = _recipient_values(config, send, subscriber, open_link_id)
-            pending.append(BulkRecipient(subscriber.id, f"send:{send.id}:{subscriber.id}", message.personal(
-                to=subscriber.email, to_name=subscriber.name, unsubscribe_url=fill("unsubscribe_url"),
-                values=fill)))
-            queued += 1
-            if len(pending) >= INSERT_EVERY:
-                enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
-                pending.clear()
-    enqueue_many(session, kind=send.kind.value, send_id=send.id, recipients=pending, priority=priority)
-    send.queued_at = clock.now()
+    now = clock.now()
+
+    def add_variants(keys: Collection[str]) -> int:
+        added = 0
+        for key in sorted(keys):
+            topic_set = queries.topic_set_of(key)
+            if topic_set not in renders:
+                renders[topic_set] = compose(views, topic_set, settings)
+            parts = renders[topic_set]
+            if parts is not None:  # None: nothing for the topics these readers follow
+                session.add(SendVariant(send_id=send.id, topic_key=key, subject=parts.subject, text=parts.text,
+                                        html=parts.html, placeholder=placeholders.marker))
+                added += 1
+        session.flush()
+        return added
+
+    add_variants(queries.topic_keys(session))
+    queries.fan_out(session, send, priority=priority, now=now, skip=skip)
+    # A key the fan-out did not match (SQLite wrote a topic list in another order): give it a variant
+    # of its own and fan out once more, so nobody is left out.
+    known = set(session.scalars(select(SendVariant.topic_key).where(SendVariant.send_id == send.id)))
+    if add_variants(queries.unqueued_keys(session, send.id, skip) - known):
+        queries.fan_out(session, send, priority=priority, now=now, skip=skip)
+    counts = queries.variant_counts(session, send.id)
+    queued = sum(counts.values())
+    for variant in session.scalars(select(SendVariant).where(SendVariant.send_id == send.id)):
+        variant.recipients_count = counts.get(variant.id, 0)
+    send.queued_at = now
     send.recipients_count = queued
     _store_archive(session, send)  # articles may have been edited since composing
+    log.info("queued %s %d to %d reader(s) in %d variant(s)", send.kind.value, send.id, queued,
+             sum(1 for count in counts.values() if count))
     return queued
 
 
@@ -208,28 +223,6 @@ def archive_url(config: Config, send: Send) -> str:
     return emails.absolute_url(config, f"/archive/{send.slug}")
 
 
-def _recipient_values(config: Config, send: Send, subscriber: queries.Recipient,
-                      open_link_id: int | None) -> Callable[[str], str]:
-    """The per-recipient value of each placeholder; each link token is signed once per recipient."""
-    recipient_id = subscriber.id if config["tracking"]["per_recipient"] else None
-    values = subscriber_tokens.links(subscriber)
-    if open_link_id is not None:
-        values["open_pixel_url"] = emails.absolute_url(
-            config, f"/o/{link_tokens.make(send.id, open_link_id, recipient_id)}")
-
-    def value_of(name: str) -> str:
-        if name not in values:
-            values[name] = _tracked_url(config, send, name, recipient_id)
-        return values[name]
-
-    return value_of
-
-
-def _tracked_url(config: Config, send: Send, name: str, recipient_id: int | None) -> str:
-    link_id = int(name.removeprefix("link-"))
-    return emails.absolute_url(config, f"/l/{link_tokens.make(send.id, link_id, recipient_id)}")
-
-
 def _store_archive(session: Session, send: Send) -> None:
     """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
     config = _config()
@@ -244,7 +237,7 @@ def _store_archive(session: Session, send: Send) -> None:
 
     def value_of(name: str) -> str:
         if name not in anonymous:
-            anonymous[name] = _tracked_url(config, send, name, None)
+            anonymous[name] = delivery.tracked_url(config, send.id, name, None)
         return anonymous[name]
 
     rendered = personalise(parts, placeholders, value_of)
@@ -258,12 +251,6 @@ def _composer(send: Send) -> Callable[[list[ArticleView], frozenset[str], Digest
         audience = tuple(TopicView(t.slug, t.title) for t in send.topics)
         return lambda views, topic_set, settings: compose_alert(views[0], topic_set, settings, audience)
     return compose_digest
-
-
-def _open_link_id(session: Session, send: Send) -> int | None:
-    if not _config()["tracking"]["opens"]:
-        return None
-    return session.scalar(select(Link.id).where(Link.send_id == send.id, Link.kind == OPEN))
 
 
 def slugify(text: str) -> str:
@@ -280,3 +267,35 @@ def _unique_slug(session: Session, text: str) -> str:
         slug = f"{base}-{n}"
     return slug
 
+
+
+# Finished messages: what retention deletes and counts. Queued or sending rows are never touched.
+FINISHED = (OutboxState.sent, OutboxState.failed, OutboxState.cancelled)
+
+
+def reduce_old_rows(session: Session, now: datetime, keep_days: int, batch: int = 2000) -> int:
+    """Delete up to `batch` finished outbox rows older than `keep_days`, counting a send's rows on the
+    send first (its figures do not change); return how many went. The caller commits, and calls again
+    until it returns 0: small batches keep every other writer waiting only briefly.
+
+    One-off mail (confirmations, tests) holds whole messages, addresses included: it just goes.
+    """
+    cutoff = now - timedelta(days=keep_days)
+    old = (OutboxMessage.state.in_(FINISHED), OutboxMessage.created_at < cutoff)
+    rows = session.execute(select(OutboxMessage.id, OutboxMessage.send_id, OutboxMessage.state)
+                           .where(*old).order_by(OutboxMessage.id).limit(batch)).all()
+    if not rows:
+        return 0
+    by_send: dict[int, Counter] = {}
+    for _, send_id, state in rows:
+        if send_id is not None:
+            by_send.setdefault(send_id, Counter())[state.value] += 1
+    for send_id, counts in by_send.items():
+        send = session.get(Send, send_id)
+        reduced = Counter(json.loads(send.reduced_counts or "{}"))
+        if "unsubscribed_7d" not in reduced:  # frozen before the rows it is counted from go
+            reduced["unsubscribed_7d"] = queries.unsubscribed_after(session, send, UNSUBSCRIBE_WINDOW)
+        reduced.update(counts)
+        send.reduced_counts = json.dumps(dict(reduced), sort_keys=True)
+    session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_([row_id for row_id, _, _ in rows])))
+    return len(rows)

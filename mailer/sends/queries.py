@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
-from sqlalchemy import distinct, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import distinct, exists, func, insert, literal, literal_column, select
+from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.orm import Session, aliased
 
-from mailer.sends.models import Send
+from mailer.db import UTCDateTime
+from mailer.sends.models import Send, SendVariant
 from mailer.links.models import Link
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.topics.models import SubscriberTopic, Topic
@@ -63,13 +66,85 @@ def by_topic_set(recipients: list[Recipient]) -> dict[frozenset[str], list[Recip
     return dict(groups)
 
 
+def _topic_keys(session: Session):
+    """Per subscriber who follows topics: their slugs, sorted and comma-joined ("topic key")."""
+    if session.get_bind().dialect.name == "postgresql":
+        key = func.string_agg(Topic.slug, aggregate_order_by(literal_column("','"), Topic.slug))
+        return (select(SubscriberTopic.subscriber_id.label("subscriber_id"), key.label("topic_key"))
+                .join(Topic, Topic.id == SubscriberTopic.topic_id)
+                .group_by(SubscriberTopic.subscriber_id).subquery("topic_keys"))
+    # SQLite (3.40) has no ORDER BY inside an aggregate; group_concat keeps the order of an ordered
+    # subquery. Nothing relies on that for correctness: a key is only ever compared with keys this
+    # same query wrote, and queue() finds anyone the join missed.
+    ordered = (select(SubscriberTopic.subscriber_id, Topic.slug).join(Topic, Topic.id == SubscriberTopic.topic_id)
+               .order_by(SubscriberTopic.subscriber_id, Topic.slug).subquery("ordered_topics"))
+    return (select(ordered.c.subscriber_id.label("subscriber_id"),
+                   func.group_concat(ordered.c.slug, ",").label("topic_key"))
+            .group_by(ordered.c.subscriber_id).subquery("topic_keys"))
+
+
+def eligible_keyed(session: Session):
+    """Eligible subscribers (as eligible_subscribers) as a subquery: id, email and topic_key ("" = all)."""
+    keys = _topic_keys(session)
+    suppressed = exists().where(Suppression.email == Subscriber.email)
+    return (select(Subscriber.id.label("id"), Subscriber.email.label("email"),
+                   func.coalesce(keys.c.topic_key, "").label("topic_key"))
+            .outerjoin(keys, keys.c.subscriber_id == Subscriber.id)
+            .where(Subscriber.state == SubscriberState.confirmed, Subscriber.is_paused.is_(False), ~suppressed)
+            .subquery("eligible"))
+
+
+def topic_set_of(topic_key: str) -> frozenset[str]:
+    return frozenset(slug for slug in topic_key.split(",") if slug)
+
+
+def topic_keys(session: Session) -> list[str]:
+    """The distinct topic keys among eligible subscribers."""
+    eligible = eligible_keyed(session)
+    return list(session.scalars(select(eligible.c.topic_key).distinct()))
+
+
+def fan_out(session: Session, send: Send, *, priority: int, now: datetime, skip=None) -> None:
+    """Queue `send` to every eligible subscriber whose topic key has a variant, in one INSERT … SELECT.
+
+    Each row holds ids and state only; readers who already have a row of this send, or whose id
+    `skip` (a SELECT of subscriber ids) returns, are left out. (Drivers do not all report how many
+    rows an INSERT … SELECT added: count them with variant_counts.)
+    """
+    eligible = eligible_keyed(session)
+    queued = aliased(OutboxMessage)
+    rows = (select(literal(send.kind.value), literal(send.id), SendVariant.id, eligible.c.id, eligible.c.email,
+                   literal(""), literal(OutboxState.queued.value), literal(priority), literal(0), literal(""),
+                   literal(now, UTCDateTime()), literal(now, UTCDateTime()))
+            .select_from(eligible)
+            .join(SendVariant, (SendVariant.send_id == send.id) & (SendVariant.topic_key == eligible.c.topic_key))
+            .where(~exists().where(queued.send_id == send.id, queued.subscriber_id == eligible.c.id)))
+    if skip is not None:
+        rows = rows.where(eligible.c.id.not_in(skip))
+    columns = ["kind", "send_id", "variant_id", "subscriber_id", "recipient", "subject", "state", "priority",
+               "attempts", "last_error", "created_at", "next_attempt_at"]
+    session.execute(insert(OutboxMessage).from_select(columns, rows))
+
+
+def unqueued_keys(session: Session, send_id: int, skip=None) -> set[str]:
+    """Topic keys of eligible subscribers who have no row of this send (and are not skipped)."""
+    eligible = eligible_keyed(session)
+    query = (select(eligible.c.topic_key).distinct()
+             .where(~exists().where(OutboxMessage.send_id == send_id, OutboxMessage.subscriber_id == eligible.c.id)))
+    if skip is not None:
+        query = query.where(eligible.c.id.not_in(skip))
+    return set(session.scalars(query))
+
+
+def variant_counts(session: Session, send_id: int) -> dict[int, int]:
+    """Outbox rows of a send per variant."""
+    return dict(session.execute(select(OutboxMessage.variant_id, func.count())
+                                .where(OutboxMessage.send_id == send_id, OutboxMessage.variant_id.is_not(None))
+                                .group_by(OutboxMessage.variant_id)).all())
+
+
 def links_of(session: Session, send_id: int) -> list[Link]:
     return list(session.scalars(select(Link).where(Link.send_id == send_id).order_by(Link.id)))
-
-
-def already_queued(session: Session, send_id: int) -> set[int]:
-    """Subscriber ids that already have this send in the outbox."""
-    return set(session.scalars(select(OutboxMessage.subscriber_id).where(OutboxMessage.send_id == send_id)))
 
 
 def send_by_form_key(session: Session, form_key: str) -> Send | None:
@@ -114,9 +189,13 @@ def failed_messages(session: Session, send_id: int) -> list[OutboxMessage]:
 
 
 def unsubscribed_after(session: Session, send: Send, within: timedelta) -> int:
-    """Readers who were sent this send and unsubscribed within `within` after it was queued."""
+    """Readers who were sent this send and unsubscribed within `within` after it was queued (as counted
+    when retention deleted its rows, once it has)."""
     if send.queued_at is None:
         return 0
+    reduced = json.loads(send.reduced_counts or "{}")
+    if "unsubscribed_7d" in reduced and within == timedelta(days=7):
+        return reduced["unsubscribed_7d"]
     return session.scalar(
         select(func.count(distinct(Subscriber.id)))
         .join(OutboxMessage, OutboxMessage.subscriber_id == Subscriber.id)
@@ -126,7 +205,13 @@ def unsubscribed_after(session: Session, send: Send, within: timedelta) -> int:
 
 
 def delivery_counts(session: Session, send_id: int) -> dict[str, int]:
-    """Outbox rows of a send by state: queued, sending, sent, failed, cancelled."""
+    """Outbox rows of a send by state: queued, sending, sent, failed, cancelled (with the rows
+    retention has deleted since)."""
     rows = session.execute(select(OutboxMessage.state, func.count())
                            .where(OutboxMessage.send_id == send_id).group_by(OutboxMessage.state))
-    return {state.value: count for state, count in rows}
+    counts = {state.value: count for state, count in rows}
+    reduced = json.loads(session.scalar(select(Send.reduced_counts).where(Send.id == send_id)) or "{}")
+    for state in OutboxState:
+        if reduced.get(state.value):
+            counts[state.value] = counts.get(state.value, 0) + reduced[state.value]
+    return counts
