@@ -58,12 +58,19 @@ def unsubscribe_token(subscriber_id: int, token_version: int, *, secret: str | N
     return tokens.make(UNSUBSCRIBE, {"s": subscriber_id, "v": token_version}, secret=secret)
 
 
+# Ids and versions are 32-bit integers in the database; a larger number is no row, never a query error.
+MAX_ID = 2**31 - 1
+
+
 def _ids(payload: Any, default_version: int | None = None) -> tuple[int, int]:
     try:
         version = payload["v"] if default_version is None else payload.get("v", default_version)
-        return int(payload["s"]), int(version)
-    except (KeyError, TypeError, ValueError, AttributeError):
+        subscriber_id, version = int(payload["s"]), int(version)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
         raise InvalidToken(NOT_VALID) from None
+    if not (0 < subscriber_id <= MAX_ID and 0 <= version <= MAX_ID):
+        raise InvalidToken(NOT_VALID)
+    return subscriber_id, version
 
 
 def read_confirm(token: str, confirm_days: int | None = None, *,
