@@ -254,3 +254,47 @@ def test_erase_link_with_a_forged_token_is_refused(client, session, zebulon):
     response = client.get("/preferences/forged-token/erase")
     assert response.status_code == 400
     assert count(session, Subscriber) == 1
+
+
+def test_erase_blanks_webhook_events_naming_the_address(app, runner, session, zebulon):
+    """A webhook event (subscriber.confirmed, say) carries the address in its JSON: queued ones are not sent."""
+    from mailer.webhooks.models import Webhook, WebhookDelivery
+    hook = Webhook(url="https://crm.example.org/hook", secret="s")
+    session.add(hook)
+    session.flush()
+    session.add_all([
+        WebhookDelivery(webhook_id=hook.id, event="subscriber.confirmed", dedupe_key="a",
+                        payload=f'{{"email": "{ADDRESS}"}}', state="queued"),
+        WebhookDelivery(webhook_id=hook.id, event="subscriber.confirmed", dedupe_key="b",
+                        payload=f'{{"email": "{ADDRESS}", "name": "{NAME}"}}', state="sent"),
+        WebhookDelivery(webhook_id=hook.id, event="subscriber.confirmed", dedupe_key="c",
+                        payload='{"email": "someone_else%@example.org"}', state="queued")])
+    session.commit()
+    assert runner.invoke(["subscribers", "erase", ADDRESS]).exit_code == 0
+    session.remove()
+    rows = session.execute(select(WebhookDelivery.dedupe_key, WebhookDelivery.payload, WebhookDelivery.state)
+                           .order_by(WebhookDelivery.dedupe_key)).all()
+    # The third event names someone else: it stays as it was.
+    assert rows == [("a", "{}", "failed"), ("b", "{}", "sent"),
+                    ("c", '{"email": "someone_else%@example.org"}', "queued")]
+    session.remove()
+    assert places_holding(app.extensions["engine"], ADDRESS) == []
+    assert places_holding(app.extensions["engine"], NAME) == []
+
+
+def test_forget_in_maildir_removes_only_that_readers_files(tmp_path):
+    box = tmp_path / "mail"
+    for folder in ("new", "cur", "tmp"):
+        (box / folder).mkdir(parents=True)
+    files = {
+        "new/1": f"Return-Path: <b@x>\nDelivered-To: {ADDRESS}\nTo: {ADDRESS}\n\nhello\n",
+        "cur/2:2,S": f"Return-Path: <b@x>\nDelivered-To: {ADDRESS}\nTo: {ADDRESS}\n\nread already\n",
+        "new/3": f"Return-Path: <b@x>\nDelivered-To: x{ADDRESS}\nTo: x{ADDRESS}\n\nnot theirs\n",
+        "new/4": f"Return-Path: <b@x>\nDelivered-To: {ADDRESS}.evil\n\nnot theirs either\n",
+        "new/5": f"Return-Path: <b@x>\nDelivered-To: other@example.org\n\nmentions {ADDRESS} in the body\n",
+    }
+    for name, text in files.items():
+        (box / name).write_text(text)
+    assert operations.forget_in_maildir(box, ADDRESS) == 2
+    assert sorted(str(p.relative_to(box)) for p in box.rglob("*") if p.is_file()) == ["new/3", "new/4", "new/5"]
+    assert operations.forget_in_maildir(tmp_path / "no-such-maildir", ADDRESS) == 0
