@@ -298,3 +298,18 @@ def test_forget_in_maildir_removes_only_that_readers_files(tmp_path):
     assert operations.forget_in_maildir(box, ADDRESS) == 2
     assert sorted(str(p.relative_to(box)) for p in box.rglob("*") if p.is_file()) == ["new/3", "new/4", "new/5"]
     assert operations.forget_in_maildir(tmp_path / "no-such-maildir", ADDRESS) == 0
+
+
+def test_an_erasure_from_before_keyed_markers_is_still_honoured(app, client, runner, session, deliver, tmp_path):
+    """Markers written as plain SHA-256 keep the person out of imports until they come back themselves."""
+    session.add(Suppression(email="sha256:" + hashlib.sha256(ADDRESS.encode()).hexdigest(), reason="erased"))
+    session.commit()
+    path = tmp_path / "list.csv"
+    path.write_text(f"email\n{ADDRESS}\n")
+    result = runner.invoke(["subscribers", "import", str(path), "--confirmed"])
+    assert result.stdout.strip() == "imported 0, skipped 1, errors 0" and "erased on request" in result.stderr
+    sign_up(client, email=ADDRESS)
+    confirm_path = re.search(r"https://news.example.org(/confirm/\S+)",
+                             deliver()[-1].get_body(("plain",)).get_content()).group(1)
+    client.post(confirm_path, data={"csrf_token": csrf_token(client, confirm_path)})
+    assert count(session, Suppression) == 0
