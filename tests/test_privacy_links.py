@@ -14,7 +14,6 @@ from sqlalchemy import func, select
 from mailer import tokens as signed
 from subscribers import tokens
 from subscribers.models import ConsentAction, ConsentEvent, InboxProof, Subscriber, SubscriberState
-from tests.conftest import read_maildir
 from tests.contract import check_message
 from tests.test_bad_input import confirmed, pending, topics  # noqa: F401 (fixtures)
 from tests.test_bad_input import csrf_token, page_text, signup_form, snapshot
@@ -117,6 +116,8 @@ def test_a_preferences_link_alone_cannot_read_or_erase(client, session, deliver,
     assert _state(session, confirmed.id) is not None
     [proof_mail] = [m for m in deliver() if "/inbox/" in m.get_body(("plain",)).get_content()]
     assert proof_mail["To"].addresses[0].addr_spec == ADDRESS  # only the inbox gets the key
+    parts = check_message(proof_mail, postal_address="Accidentally Alex, 1 Example Street, London")
+    assert "works once, within an hour" in parts["text"] and "/inbox/" in parts["html"]
     after = snapshot(session)
     assert after["Subscriber"] == before["Subscriber"] and after["ConsentEvent"] == before["ConsentEvent"]
 
@@ -204,7 +205,9 @@ def test_sign_out_all_links_in_old_mails(client, session, deliver, confirmed):
     assert old.status_code == 400 and "no longer valid" in page_text(old)
     assert client.get(pending_inbox_link).status_code == 400
     # The new link went to the inbox, and works.
-    text = deliver()[-1].get_body(("plain",)).get_content()
+    new_links = deliver()[-1]
+    assert new_links["Subject"] == "Your new preferences link for Accidentally Alex"
+    text = check_message(new_links, postal_address="Accidentally Alex, 1 Example Street, London")["text"]
     fresh = re.search(r"https://news.example.org(/preferences/\S+)", text).group(1)
     assert fresh != preferences and client.get(fresh).status_code == 200
     # An old unsubscribe link still unsubscribes (RFC 8058), in one POST with no cookie.
