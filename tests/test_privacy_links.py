@@ -262,3 +262,17 @@ def test_a_preferences_link_can_unsubscribe_and_it_is_the_readers_own_act(client
     client.post(preferences, data={"csrf_token": csrf_token(client, preferences), "action": "unsubscribe"})
     assert _state(session, confirmed.id).state == SubscriberState.unsubscribed
     assert session.scalar(select(ConsentEvent.action).order_by(ConsentEvent.id.desc())) == ConsentAction.withdrawn
+
+
+def test_an_inbox_link_raced_from_many_browsers_works_once(app, client, session, deliver, confirmed):
+    """Eight POSTs of one link at the same moment: one download, seven refusals, no error."""
+    from concurrent.futures import ThreadPoolExecutor
+    preferences, _ = _links(confirmed)
+    _ask(client, preferences, "data")
+    link = _inbox_link(deliver)
+    browsers = [app.test_client() for _ in range(8)]
+    forms = [{"csrf_token": csrf_token(browser, link)} for browser in browsers]
+    session.remove()
+    with ThreadPoolExecutor(8) as pool:
+        statuses = sorted(pool.map(lambda pair: pair[0].post(link, data=pair[1]).status_code, zip(browsers, forms)))
+    assert statuses == [200] + [400] * 7
