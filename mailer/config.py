@@ -76,6 +76,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "tracking": {
         "per_recipient": True,
         "opens": False,
+        "keep_days": 90,
+    },
+    "privacy": {
+        "keep_ip_days": 30,
+        "controller": "",
+        "contact": "",
     },
     "admin": {
         "session_idle_hours": 12,
@@ -251,6 +257,9 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
     if values["admin"]["session_idle_hours"] < 1:
         raise ConfigError("admin.session_idle_hours must be 1 or more")
+    for section, key in (("privacy", "keep_ip_days"), ("tracking", "keep_days")):
+        if values[section][key] < 1:
+            raise ConfigError(f"{section}.{key} must be 1 or more (days)")
     if values["site"]["trusted_proxies"] < 0:
         raise ConfigError("site.trusted_proxies must be 0 or more")
     give_up = values["delivery"]["give_up_after"]

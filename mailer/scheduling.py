@@ -27,6 +27,8 @@ BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     "send-due-digests": ("mailer.digests.tasks:send_due_digests", "cron", {"minute": "*"}),
     "forget-sign-in-attempts": ("mailer.editors.tasks:forget_old_attempts", "interval", {"hours": 1}),
     "reduce-old-deliveries": ("mailer.sends.tasks:reduce_old_rows", "interval", {"hours": 1}),
+    # privacy.keep_ip_days and tracking.keep_days are counted in days: an hourly pass keeps them to the hour.
+    "apply-retention": ("mailer.privacy.tasks:apply_retention", "interval", {"hours": 1}),
 }
 
 

@@ -30,11 +30,20 @@ def privacy(version: str | None = None):
         notice = privacy_queries.by_version(db.session, version)
         if notice is None and version != site["privacy_policy_version"]:
             abort(404)
+    facts = _privacy_facts(current_app.config["MAILER"])
     if notice is not None:
-        return render_template("privacy.html", version=notice.version, notice=notice,
-                               postal_address=site["postal_address"])
-    return render_template("privacy.html", version=site["privacy_policy_version"],
-                           postal_address=site["postal_address"])
+        return render_template("privacy.html", version=notice.version, notice=notice, **facts)
+    return render_template("privacy.html", version=site["privacy_policy_version"], **facts)
+
+
+def _privacy_facts(config) -> dict:
+    """What every version of the notice states from config, whatever its text: who is responsible,
+    how to reach them, and how long details are kept."""
+    privacy = config["privacy"]
+    return {"postal_address": config["site"]["postal_address"],
+            "controller": privacy["controller"] or config.site_name, "contact": privacy["contact"],
+            "keep_ip_days": privacy["keep_ip_days"], "keep_click_days": config["tracking"]["keep_days"],
+            "per_recipient_clicks": config["tracking"]["per_recipient"]}
 
 
 @blueprint.get("/healthz")

@@ -20,8 +20,9 @@ blueprint.add_url_rule("/subscribe", "subscribe", views.subscribe, methods=["GET
 blueprint.add_url_rule("/subscribe/thanks", "thanks", views.thanks, methods=["GET"])
 blueprint.add_url_rule("/confirm/<token>", "confirm", views.confirm, methods=["GET", "POST"])
 blueprint.add_url_rule("/preferences/<token>", "preferences", views.preferences, methods=["GET", "POST"])
-blueprint.add_url_rule("/preferences/<token>/data", "export_data", views.export_data, methods=["GET"])
+blueprint.add_url_rule("/preferences/<token>/data", "export_data", views.export_data, methods=["GET", "POST"])
 blueprint.add_url_rule("/preferences/<token>/erase", "erase", views.erase, methods=["GET", "POST"])
+blueprint.add_url_rule("/inbox/<nonce>", "inbox_proof", views.inbox_proof, methods=["GET", "POST"])
 blueprint.add_url_rule("/unsubscribe/<token>", "unsubscribe", views.unsubscribe, methods=["GET", "POST"])
 
 # RFC 8058: mail providers POST "List-Unsubscribe=One-Click" with no cookie and no form token.

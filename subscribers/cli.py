@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+from flask import current_app
 
 from mailer import db
 from mailer.cli import app_context
@@ -160,11 +161,18 @@ def export_data(email):
 def erase(email):
     """Erase EMAIL (GDPR Art. 17): subscriber, consent history and topic choices are deleted.
 
-    Messages sent to them keep only their counts, clicks stay anonymous, and the suppression list keeps
-    a SHA-256 hash of the address (not the address) so no import or send reaches them again. Only the
-    person can come back, by signing up on the web form and confirming.
+    Messages sent to them keep only their counts, clicks stay anonymous, copies the maildir backend
+    wrote are deleted, and the suppression list keeps a keyed hash of the address (not the address) so
+    no import or send reaches them again. Only the person can come back, by signing up on the web form
+    and confirming.
     """
-    erasure = operations.erase(db.session, _subscriber(email))
+    subscriber = _subscriber(email)
+    address = subscriber.email
+    erasure = operations.erase(db.session, subscriber)
     db.session.commit()
+    config = current_app.config["MAILER"]
+    copies = ""
+    if config["mail"]["backend"] == "maildir":
+        copies = f", {operations.forget_in_maildir(config['mail']['maildir'], address)} Maildir copies deleted"
     click.echo(f"erased {email}: {erasure.consent_events} consent events, {erasure.topics} topic choices; "
-               f"{erasure.messages} messages blanked, {erasure.clicks} clicks made anonymous")
+               f"{erasure.messages} messages blanked, {erasure.clicks} clicks made anonymous{copies}")

@@ -36,5 +36,5 @@ class PreferencesForm(FlaskForm):
     is_paused = BooleanField("Pause all emails for now")
 
 
-class EraseForm(FlaskForm):
+class InboxProofForm(FlaskForm):
     pass

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import secrets
 import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
@@ -14,15 +17,16 @@ from sqlalchemy.orm import Session, object_session
 
 from mailer import clock, emails
 from mailer.config import Config
-from mailer.errors import SubscriberError
+from mailer.errors import InvalidToken, SubscriberError
 from mailer.links.models import Click
 from mailer.outbox.models import OutboxMessage, OutboxState
 from mailer.outbox.operations import enqueue
 from mailer.privacy import queries as privacy_queries
 from mailer.topics.models import Topic
 from mailer.topics.operations import SLUG_RE
+from mailer.webhooks.models import WebhookDelivery
 from subscribers import copy, tokens
-from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression
+from subscribers.models import ConsentAction, ConsentEvent, InboxProof, Subscriber, SubscriberState, Suppression
 
 MAX_EMAIL = 254
 MAX_NAME = 200
@@ -70,6 +74,10 @@ def clean_name(raw: str) -> str:
 
 def _config() -> Config:
     return current_app.config["MAILER"]
+
+
+def _secret_key() -> str:
+    return current_app.config["SECRET_KEY"]
 
 
 def _printable(text: str) -> str:
@@ -158,6 +166,10 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
         if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
             queue_mail(session, subscriber, "already_subscribed", "already_subscribed")
         return subscriber
+    if subscriber.state == SubscriberState.unsubscribed:
+        # Re-subscribing starts afresh: the links in mails of the last subscription stop managing this
+        # one (their unsubscribe links still unsubscribe).
+        subscriber.token_version += 1
     subscriber.state = SubscriberState.pending
     subscriber.name = name or subscriber.name
     subscriber.topics = topics
@@ -167,7 +179,8 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
         # On the web form anyone may type anyone's address, and a name to go with it: until the owner
         # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
         queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
-                   confirm_url=emails.absolute_url(config, f"/confirm/{tokens.confirm_token(subscriber.id, email)}"),
+                   confirm_url=emails.absolute_url(config, "/confirm/" + tokens.confirm_token(
+                       subscriber.id, email, subscriber.token_version)),
                    confirm_days=config["signup"]["confirm_days"])
     return subscriber
 
@@ -186,7 +199,7 @@ def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = Reques
     # A fresh double opt-in lifts an unsubscribe, and the hashed marker left by an earlier erasure.
     session.execute(delete(Suppression).where(or_(
         (Suppression.email == subscriber.email) & (Suppression.reason == "unsubscribed"),
-        Suppression.email == erased_marker(subscriber.email))))
+        Suppression.email.in_(erased_markers(subscriber.email, _secret_key())))))
     _record(subscriber, ConsentAction.confirmed, meta)
     queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics])
     return True
@@ -243,14 +256,31 @@ def import_confirmed(session: Session, *, email: str, name: str = "", topic_slug
 
 
 ERASED = "erased"
+ERASED_KEY_PURPOSE = b"mailer.erased-address"
+LEGACY_ERASED_PREFIX = "sha256:"
 
 
-def erased_marker(email: str) -> str:
-    """What the suppression list holds for an erased address: its SHA-256 hash, never the address.
+def erased_key(secret_key: str) -> bytes:
+    """The key of erased-address markers: derived from the instance secret key, stored nowhere.
 
-    It lets an import or a bulk send recognise the address again without our keeping it.
+    A database alone (a backup, a seized server's disk without var/secret_key or the config) cannot
+    tell whether an address was erased by hashing guesses; changing the secret key makes every
+    marker unrecognisable (and every link in mail already sent stop working).
     """
-    return "sha256:" + hashlib.sha256(email.encode("utf-8")).hexdigest()
+    return hmac.new(secret_key.encode(), ERASED_KEY_PURPOSE, hashlib.sha256).digest()
+
+
+def erased_marker(email: str, secret_key: str) -> str:
+    """What the suppression list holds for an erased address: a keyed hash (HMAC-SHA256), never the
+    address. It lets an import recognise the address again without our keeping it."""
+    return "hmac-sha256:" + hmac.new(erased_key(secret_key), email.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def erased_markers(email: str, secret_key: str) -> list[str]:
+    """Every marker an erasure of `email` may have left: the keyed one, and the plain SHA-256 that
+    erasures before keyed markers wrote (still honoured, so those people are not imported again)."""
+    return [erased_marker(email, secret_key),
+            LEGACY_ERASED_PREFIX + hashlib.sha256(email.encode("utf-8")).hexdigest()]
 
 
 @dataclass(frozen=True)
@@ -264,13 +294,15 @@ class Erasure:
 
 
 def erase(session: Session, subscriber: Subscriber) -> Erasure:
-    """Erase a subscriber (GDPR Art. 17): their row, consent history and topic choices go.
+    """Erase a subscriber (GDPR Art. 17): their row, consent history (with its IP addresses and user
+    agents), topic choices and inbox links go.
 
     Their outbox rows stay, so send counts stay right, but lose recipient, content and errors (mail
     not yet sent is failed, never delivered). Their clicks stay as anonymous counts: the foreign key
-    sets subscriber_id to NULL. Any suppression of the address is replaced by one `erased` row that
-    holds only `erased_marker(address)`, so the person is not imported or mailed again; signing up
-    through the web form and confirming it (double opt-in) lifts it.
+    sets subscriber_id to NULL. Webhook payloads that name the address are blanked. Any suppression
+    of the address is replaced by one `erased` row that holds only `erased_marker(address)`, so the
+    person is not imported or mailed again; signing up through the web form and confirming it
+    (double opt-in) lifts it. Copies in a Maildir are the caller's to remove: see forget_in_maildir().
     """
     email = subscriber.email
     mail_to_them = or_(OutboxMessage.subscriber_id == subscriber.id, OutboxMessage.recipient == email)
@@ -283,17 +315,113 @@ def erase(session: Session, subscriber: Subscriber) -> Erasure:
         update(OutboxMessage).where(mail_to_them)
         .values(recipient="", content=None, last_error="recipient erased", subscriber_id=None)
     ).rowcount
+    naming_them = WebhookDelivery.payload.contains(email, autoescape=True)
+    session.execute(update(WebhookDelivery).where(naming_them, WebhookDelivery.state == "queued")
+                    .values(state="failed", claimed_at=None))
+    session.execute(update(WebhookDelivery).where(naming_them)
+                    .values(payload="{}", last_response="subscriber erased"))
     clicks = session.scalar(select(func.count()).select_from(Click).where(Click.subscriber_id == subscriber.id))
     previous = list(session.scalars(select(Suppression).where(Suppression.email == email)))
     for suppression in previous:
         session.delete(suppression)
-    marker = erased_marker(email)
+    marker = erased_marker(email, _secret_key())
     # The marker's detail keeps why the address was suppressed before (e.g. bounced), not who it was.
     if session.scalar(select(Suppression.id).where(Suppression.email == marker)) is None:
         session.add(Suppression(email=marker, reason=ERASED, created_at=clock.now(),
                                 detail=",".join(sorted({s.reason for s in previous}))))
     erasure = Erasure(consent_events=len(subscriber.consent_events), topics=len(subscriber.topics),
                       messages=messages, clicks=clicks)
-    session.delete(subscriber)
+    session.delete(subscriber)  # ids are never reused: every link to this id is dead from now on
     session.flush()
     return erasure
+
+
+def forget_in_maildir(maildir: str | Path, email: str) -> int:
+    """Delete the messages to `email` that the maildir backend wrote; return how many.
+
+    The backend starts each file with `Delivered-To: <address>` on its second line, so only each
+    file's first bytes are read. Call it after the erasure is committed.
+    """
+    needle = f"\nDelivered-To: {email}\n".lower().encode()
+    removed = 0
+    for folder in ("new", "cur"):
+        directory = Path(maildir) / folder
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            try:
+                with path.open("rb") as fh:
+                    head = fh.read(len(needle) + 1024)
+                if needle in head.lower():
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:  # a mail client moved it meanwhile
+                continue
+    return removed
+
+
+# ---- links: revoking them, and the inbox proof for data and erasure --------------------------------
+
+INBOX_PROOF_PURPOSES = ("data", "erase")
+INBOX_PROOF_LIFETIME = timedelta(hours=1)
+# Inbox links per subscriber per hour: a forwarded preferences link must not become a way to flood
+# the owner's inbox.
+INBOX_PROOFS_PER_HOUR = 3
+
+
+def revoke_links(session: Session, subscriber: Subscriber) -> None:
+    """"Sign out all links in my old mails": bump token_version (every preferences and confirm link
+    sent so far stops working; unsubscribe links still unsubscribe), drop unused inbox links, and mail
+    fresh links to the address, the only place the owner of the subscription can read them."""
+    subscriber.token_version += 1
+    session.execute(delete(InboxProof).where(InboxProof.subscriber_id == subscriber.id,
+                                             InboxProof.used_at.is_(None)))
+    queue_mail(session, subscriber, "new_links", "new_links",
+               is_named=subscriber.state == SubscriberState.confirmed)
+
+
+def proof_hash(nonce: str) -> str:
+    """What the database keeps of an inbox link: the SHA-256 of its 256-bit random part (a hash of
+    that much randomness cannot be reversed by guessing, so no key is needed)."""
+    return hashlib.sha256(nonce.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def request_inbox_proof(session: Session, subscriber: Subscriber, purpose: str) -> InboxProof:
+    """Mail a single-use link, valid for an hour, to the subscriber's own address: downloading their
+    data or erasing them needs it, so a forwarded mail's preferences link can do neither."""
+    if purpose not in INBOX_PROOF_PURPOSES:
+        raise SubscriberError("Unknown request.")
+    now = clock.now()
+    recent = session.scalar(select(func.count()).select_from(InboxProof).where(
+        InboxProof.subscriber_id == subscriber.id, InboxProof.created_at > now - timedelta(hours=1))) or 0
+    if recent >= INBOX_PROOFS_PER_HOUR:
+        raise SubscriberError("We have sent several links to your inbox in the last hour. Please use the "
+                              "most recent one, or try again in an hour.")
+    nonce = secrets.token_urlsafe(32)
+    proof = InboxProof(subscriber_id=subscriber.id, purpose=purpose, nonce_hash=proof_hash(nonce),
+                       created_at=now, expires_at=now + INBOX_PROOF_LIFETIME)
+    session.add(proof)
+    session.flush()
+    queue_mail(session, subscriber, f"inbox_proof_{purpose}", "inbox_proof",
+               is_named=subscriber.state == SubscriberState.confirmed, purpose=purpose,
+               proof_url=emails.absolute_url(_config(), f"/inbox/{nonce}"))
+    return proof
+
+
+def use_inbox_proof(session: Session, nonce: str) -> InboxProof:
+    """Spend an inbox link: the proof (its subscriber and purpose), or InvalidToken. One atomic UPDATE,
+    so two requests racing with the same link cannot both succeed."""
+    now = clock.now()
+    proof_id = session.scalar(select(InboxProof.id).where(InboxProof.nonce_hash == proof_hash(nonce)))
+    spent = session.execute(
+        update(InboxProof)
+        .where(InboxProof.id == proof_id, InboxProof.used_at.is_(None), InboxProof.expires_at > now)
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+    if proof_id is None or spent != 1:
+        raise InvalidToken(INBOX_LINK_SPENT)
+    return session.get(InboxProof, proof_id)
+
+
+INBOX_LINK_SPENT = ("This link has expired or was already used. Please ask for a new one on your "
+                    "preferences page.")

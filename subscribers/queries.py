@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from mailer import db
+from mailer import clock, db
 from mailer.links.models import Click
 from mailer.errors import InvalidToken
 from mailer.outbox.models import OutboxMessage
-from subscribers.models import Subscriber, Suppression
-from subscribers.operations import erased_marker
+from subscribers.models import InboxProof, Subscriber, Suppression
+from subscribers.operations import INBOX_LINK_SPENT, erased_markers, proof_hash
 
 
 def subscriber_for_token(subscriber_id: int) -> Subscriber:
@@ -20,6 +21,25 @@ def subscriber_for_token(subscriber_id: int) -> Subscriber:
     if subscriber is None:
         raise InvalidToken("This link is no longer valid: we hold no subscription for it.")
     return subscriber
+
+
+def by_id(subscriber_id: int) -> Subscriber | None:
+    return db.session.get(Subscriber, subscriber_id)
+
+
+def masked(email: str) -> str:
+    """The address as a page reached by a link shows it: `a•••@example.net`. Enough for its owner to
+    recognise it, too little for whoever holds a forwarded mail or a screenshot of the page."""
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}\u2022\u2022\u2022@{domain}"
+
+
+def inbox_proof(nonce: str) -> InboxProof:
+    """The unspent, unexpired inbox link whose random part is `nonce`, or InvalidToken."""
+    proof = db.session.scalar(select(InboxProof).where(InboxProof.nonce_hash == proof_hash(nonce)))
+    if proof is None or proof.used_at is not None or proof.expires_at <= clock.now():
+        raise InvalidToken(INBOX_LINK_SPENT)
+    return proof
 
 
 def by_email(email: str) -> Subscriber | None:
@@ -90,7 +110,8 @@ def known_addresses(emails: list[str]) -> set[str]:
 
 def suppression_reasons(emails: list[str]) -> dict[str, str]:
     """For each of these normalised addresses that is suppressed, why: by the address or its erased hash."""
-    markers = {erased_marker(e): e for e in emails}
+    secret_key = current_app.config["SECRET_KEY"]
+    markers = {marker: e for e in emails for marker in erased_markers(e, secret_key)}
     found = db.session.execute(select(Suppression.email, Suppression.reason)
                                .where(Suppression.email.in_([*emails, *markers])))
     return {markers.get(key, key): reason for key, reason in found}

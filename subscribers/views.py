@@ -95,32 +95,38 @@ def thanks():
 
 
 def confirm(token: str):
-    subscriber_id, digest = tokens.read_confirm(token)
+    subscriber_id, digest, version = tokens.read_confirm(token)
     subscriber = queries.subscriber_for_token(subscriber_id)
     if not hmac.compare_digest(tokens.address_digest(subscriber.email), digest):
-        raise InvalidToken("This link is not valid.")
+        raise InvalidToken(tokens.NOT_VALID)
+    if subscriber.token_version != version:
+        raise InvalidToken(tokens.SUPERSEDED)
     form = forms.ConfirmForm()
     if request.method == "POST":
         if not form.validate_on_submit():
             raise InvalidToken("The form had expired. Please open the link from your email again.")
-        operations.confirm(db.session, subscriber, _meta("confirm"))
+        confirmed_now = operations.confirm(db.session, subscriber, _meta("confirm"))
         db.session.commit()
-        return render_template("confirmed.html", manage=tokens.links(subscriber))
+        # The preferences link only at the moment of confirming: a confirmation mail forwarded later,
+        # or opened again, is no key to the subscription (the welcome mail carries the links).
+        return render_template("confirmed.html", manage=tokens.links(subscriber) if confirmed_now else None)
     if subscriber.state == SubscriberState.confirmed:
-        return render_template("confirmed.html", manage=tokens.links(subscriber))
-    return render_template("confirm.html", form=form, email=subscriber.email)
+        return render_template("confirmed.html", manage=None)
+    return render_template("confirm.html", form=form, email=queries.masked(subscriber.email))
 
 
-def _manage_subscriber(token: str) -> Subscriber:
-    subscriber_id, version = tokens.read_manage(token)
+def _preferences_subscriber(token: str) -> Subscriber:
+    subscriber_id, version = tokens.read_preferences(token)
     subscriber = queries.subscriber_for_token(subscriber_id)
     if subscriber.token_version != version:
-        raise InvalidToken("This link is no longer valid. Please use the link from your most recent email.")
+        raise InvalidToken(tokens.SUPERSEDED)
     return subscriber
 
 
 def preferences(token: str):
-    subscriber = _manage_subscriber(token)
+    """Topics, pause, unsubscribe and "sign out all links in my old mails"; data and erasure from here
+    only by a link mailed to the inbox."""
+    subscriber = _preferences_subscriber(token)
     form = forms.PreferencesForm()
     form.topics.choices = _topic_choices(subscriber)
     saved = False
@@ -128,10 +134,15 @@ def preferences(token: str):
         form.topics.data = [t.slug for t in subscriber.topics]
         form.is_paused.data = subscriber.is_paused
     elif form.validate_on_submit():
-        if request.form.get("action") == "unsubscribe":
+        action = request.form.get("action")
+        if action == "unsubscribe":
             operations.unsubscribe(db.session, subscriber, _meta("preferences"))
             db.session.commit()
-            return render_template("unsubscribed.html", token=token)
+            return render_template("unsubscribed.html")
+        if action == "revoke":
+            operations.revoke_links(db.session, subscriber)
+            db.session.commit()
+            return render_template("links_revoked.html", email=queries.masked(subscriber.email))
         try:
             _refuse_topics_not_offered(form)
             operations.update_preferences(db.session, subscriber, topic_slugs=form.topics.data or [],
@@ -144,39 +155,82 @@ def preferences(token: str):
             saved = True
     status = 400 if form.errors else 200
     return render_template("preferences.html", form=form, subscriber=subscriber, token=token, saved=saved,
-                           descriptions=_topic_descriptions()), status
+                           email=queries.masked(subscriber.email), descriptions=_topic_descriptions()), status
+
+
+def _ask_inbox(token: str, purpose: str):
+    """GET: what happens next; POST: mail a single-use link to the subscriber's own address."""
+    subscriber = _preferences_subscriber(token)
+    form = forms.InboxProofForm()
+    email = queries.masked(subscriber.email)
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            raise InvalidToken("The form had expired. Please open the link from your email again.")
+        try:
+            operations.request_inbox_proof(db.session, subscriber, purpose)
+        except SubscriberError as exc:
+            db.session.rollback()
+            return render_template("error.html", title="Please wait", message=str(exc)), 429
+        db.session.commit()
+        return render_template("inbox_proof_sent.html", email=email, token=token)
+    return render_template("inbox_proof_ask.html", form=form, purpose=purpose, email=email, token=token)
 
 
 def export_data(token: str):
-    """Everything we hold about this subscriber, as a JSON download (GDPR Art. 15 and 20)."""
-    subscriber = _manage_subscriber(token)
+    """Ask for a link, mailed to the inbox, that downloads everything we hold (GDPR Art. 15 and 20)."""
+    return _ask_inbox(token, "data")
+
+
+def erase(token: str):
+    """Ask for a link, mailed to the inbox, that erases everything we hold (GDPR Art. 17)."""
+    return _ask_inbox(token, "erase")
+
+
+def inbox_proof(nonce: str):
+    """The link mailed to the inbox. GET shows a button (link scanners fetch every link: a GET must not
+    spend it); POST spends it and downloads the data or erases the subscriber."""
+    proof = queries.inbox_proof(nonce)
+    form = forms.InboxProofForm()
+    if request.method == "GET":
+        subscriber = queries.subscriber_for_token(proof.subscriber_id)
+        return render_template("inbox_proof.html", form=form, purpose=proof.purpose,
+                               email=queries.masked(subscriber.email))
+    if not form.validate_on_submit():
+        raise InvalidToken("The form had expired. Please open the link from your email again.")
+    proof = operations.use_inbox_proof(db.session, nonce)
+    subscriber = queries.subscriber_for_token(proof.subscriber_id)
+    if proof.purpose == "erase":
+        email = subscriber.email
+        operations.erase(db.session, subscriber)
+        db.session.commit()
+        config = current_app.config["MAILER"]
+        if config["mail"]["backend"] == "maildir":
+            operations.forget_in_maildir(config["mail"]["maildir"], email)
+        return render_template("erased.html")
     body = json.dumps(queries.personal_data(subscriber), indent=2, ensure_ascii=False)
+    db.session.commit()
     return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": 'attachment; filename="my-subscription-data.json"'})
 
 
-def erase(token: str):
-    """GET asks "are you sure?"; POST erases everything we hold about this subscriber (GDPR Art. 17)."""
-    subscriber = _manage_subscriber(token)
-    form = forms.EraseForm()
-    if request.method == "POST":
-        if not form.validate_on_submit():
-            raise InvalidToken("The form had expired. Please open the link from your email again.")
-        operations.erase(db.session, subscriber)
-        db.session.commit()
-        return render_template("erased.html")
-    return render_template("erase.html", form=form, email=subscriber.email, token=token)
-
-
 def unsubscribe(token: str):
-    subscriber = _manage_subscriber(token)
+    """Any link allowed to unsubscribe; an unsubscribe link of any version (RFC 8058: one click from
+    any old mail)."""
+    subscriber_id, version = tokens.read_unsubscribe(token)
+    subscriber = queries.by_id(subscriber_id)
+    if subscriber is not None and version is not None and version != subscriber.token_version:
+        raise InvalidToken(tokens.SUPERSEDED)
+    if subscriber is None:  # erased: there is nothing left to unsubscribe, and no mail will come
+        if request.method == "POST":
+            return render_template("unsubscribed.html"), 200
+        raise InvalidToken("This link is no longer valid: we hold no subscription for it.")
     if request.method == "POST":
         meta = _meta("unsubscribe")
         source = "one-click" if request.form.get("List-Unsubscribe") == "One-Click" else "web"
         meta = operations.RequestMeta(source, meta.form_id, meta.ip_address, meta.user_agent)
         operations.unsubscribe(db.session, subscriber, meta)
         db.session.commit()
-        return render_template("unsubscribed.html", token=token), 200
+        return render_template("unsubscribed.html"), 200
     if subscriber.state == SubscriberState.unsubscribed:
-        return render_template("unsubscribed.html", token=token)
-    return render_template("unsubscribe.html", email=subscriber.email)
+        return render_template("unsubscribed.html")
+    return render_template("unsubscribe.html", email=queries.masked(subscriber.email))

@@ -229,7 +229,7 @@ def test_hashtag_topics_are_hidden_from_signup_but_kept_on_a_followers_preferenc
     signup = client.get("/subscribe").get_data(as_text=True)
     assert 'value="ukraine"' in signup and 'value="climate"' in signup
     assert 'value="lgbtiq-rights"' not in signup and 'value="human-rights"' not in signup
-    token = tokens.manage_token(reader.id, reader.token_version)
+    token = tokens.preferences_token(reader.id, reader.token_version)
     preferences = client.get(f"/preferences/{token}").get_data(as_text=True)
     assert 'value="lgbtiq-rights"' in preferences and 'value="human-rights"' not in preferences
     # Saving the page as it stands keeps the hidden topic.
@@ -251,7 +251,7 @@ def test_a_hidden_topic_posted_by_hand_is_refused_like_an_unknown_one(client, se
     signup = post_form(client, "/subscribe", "/subscribe", email="a@example.org", consent="y",
                        topics=["lgbtiq-rights"])
     assert signup.status_code == 400 and "Unknown topic: lgbtiq-rights" in signup.get_data(as_text=True)
-    token = tokens.manage_token(other.id, other.token_version)
+    token = tokens.preferences_token(other.id, other.token_version)
     refused = post_form(client, f"/preferences/{token}", f"/preferences/{token}", topics=["lgbtiq-rights"])
     assert refused.status_code == 400 and "Unknown topic: lgbtiq-rights" in refused.get_data(as_text=True)
     session.expire_all()

@@ -203,7 +203,7 @@ def test_confirm_without_a_valid_csrf_token_is_refused(client, session, pending,
 
 @pytest.mark.parametrize("kind", ["missing", "forged"])
 def test_preferences_without_a_valid_csrf_token_are_refused(client, session, confirmed, kind):
-    path = f"/preferences/{tokens.manage_token(confirmed.id, confirmed.token_version)}"
+    path = f"/preferences/{tokens.preferences_token(confirmed.id, confirmed.token_version)}"
     client.get(path)
     before = snapshot(session)
     data = {"topics": ["lgbtiq-rights"], "action": "save"}
@@ -217,14 +217,14 @@ def test_preferences_without_a_valid_csrf_token_are_refused(client, session, con
 
 
 def test_unsubscribe_from_preferences_needs_the_csrf_token_too(client, session, confirmed):
-    path = f"/preferences/{tokens.manage_token(confirmed.id, confirmed.token_version)}"
+    path = f"/preferences/{tokens.preferences_token(confirmed.id, confirmed.token_version)}"
     response = client.post(path, data={"action": "unsubscribe", "csrf_token": _forged_csrf()})
     assert response.status_code == 400
     assert session.get(Subscriber, confirmed.id).state == SubscriberState.confirmed
 
 
 def test_preferences_with_an_unknown_topic_say_so_and_change_nothing(client, session, confirmed):
-    path = f"/preferences/{tokens.manage_token(confirmed.id, confirmed.token_version)}"
+    path = f"/preferences/{tokens.preferences_token(confirmed.id, confirmed.token_version)}"
     before = snapshot(session)
     response = client.post(path, data={"csrf_token": csrf_token(client, path), "action": "save",
                                        "topics": ["lgbtiq-rights", "no-such-topic"]})
@@ -271,7 +271,7 @@ def test_bad_confirm_token_is_refused(client, session, pending, kind, method):
 @pytest.mark.parametrize("kind", ["forged", "tampered", "garbage"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_bad_manage_token_is_refused(client, session, confirmed, page, kind, method):
-    token = _bad_token(kind, tokens.manage_token(confirmed.id, confirmed.token_version), tokens.MANAGE)
+    token = _bad_token(kind, tokens.preferences_token(confirmed.id, confirmed.token_version), tokens.PREFERENCES)
     before = snapshot(session)
     data = {"csrf_token": csrf_token(client), "action": "unsubscribe"} if method == "POST" else None
     response = client.open(f"/{page}/{token}", method=method, data=data)
@@ -310,7 +310,7 @@ def test_confirm_link_within_seven_days_still_works(frozen_clock, client, sessio
 @pytest.mark.parametrize("page", ["preferences", "unsubscribe"])
 def test_superseded_manage_link_is_refused(client, session, confirmed, page):
     """Manage links end by rotation (token_version), not by age: see the next test for why."""
-    old = tokens.manage_token(confirmed.id, confirmed.token_version)
+    old = tokens.preferences_token(confirmed.id, confirmed.token_version)
     subscriber = session.get(Subscriber, confirmed.id)
     subscriber.token_version += 1
     session.commit()
@@ -324,7 +324,7 @@ def test_superseded_manage_link_is_refused(client, session, confirmed, page):
 def test_unsubscribe_link_in_an_old_mail_still_works(frozen_clock, client, session, confirmed):
     """An unsubscribe link must keep working long after the mail was sent (CAN-SPAM: at least 30 days;
     RFC 8058 and the Gmail/Yahoo sender rules: one click from any mail). So manage links do not expire."""
-    token = tokens.manage_token(confirmed.id, confirmed.token_version)
+    token = tokens.preferences_token(confirmed.id, confirmed.token_version)
     frozen_clock.advance(timedelta(days=90))
     response = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
     assert response.status_code == 200
@@ -332,7 +332,7 @@ def test_unsubscribe_link_in_an_old_mail_still_works(frozen_clock, client, sessi
 
 
 def test_link_for_an_erased_subscriber_is_refused(client, session, confirmed):
-    token = tokens.manage_token(confirmed.id, confirmed.token_version)
+    token = tokens.preferences_token(confirmed.id, confirmed.token_version)
     session.delete(session.get(Subscriber, confirmed.id))
     session.commit()
     response = client.get(f"/preferences/{token}")
@@ -342,7 +342,7 @@ def test_link_for_an_erased_subscriber_is_refused(client, session, confirmed):
 
 def test_unsubscribe_page_get_changes_nothing(client, session, confirmed):
     """Link scanners fetch every link in a mail: GET only shows the button."""
-    response = client.get(f"/unsubscribe/{tokens.manage_token(confirmed.id, confirmed.token_version)}")
+    response = client.get(f"/unsubscribe/{tokens.preferences_token(confirmed.id, confirmed.token_version)}")
     assert response.status_code == 200 and "Unsubscribe" in page_text(response)
     assert session.get(Subscriber, confirmed.id).state == SubscriberState.confirmed
 

@@ -122,7 +122,6 @@ def test_open_pixel_counts_only_when_tracking_opens(database_url, tmp_path, froz
 
     from mailer import db
     from mailer.app import create_app
-    from mailer.outbox.models import OutboxMessage
     from tests.conftest import make_config
 
     app = create_app(make_config(database_url, tmp_path, tracking={"opens": True}))

@@ -27,7 +27,7 @@ def test_an_erased_subscribers_old_link_never_opens_the_next_subscribers_page(cl
     preferences link from an erased person's old mail opened the page (address, data download, erase)
     of whoever signed up next."""
     erased = factories.subscriber(session, "erased@example.org")
-    old_link = tokens.manage_token(erased.id, erased.token_version)
+    old_link = tokens.preferences_token(erased.id, erased.token_version)
     subscriber_operations.erase(session, erased)
     session.commit()
     newcomer = factories.subscriber(session, "newcomer@example.org")
@@ -142,7 +142,7 @@ def test_no_header_carries_a_control_character():
 def _personal_pages(session) -> list[str]:
     subscriber = factories.subscriber(session, "reader@example.org")
     session.commit()
-    manage = tokens.manage_token(subscriber.id, subscriber.token_version)
+    manage = tokens.preferences_token(subscriber.id, subscriber.token_version)
     confirm = tokens.confirm_token(subscriber.id, subscriber.email)
     return [f"/preferences/{manage}", f"/preferences/{manage}/data", f"/preferences/{manage}/erase",
             f"/unsubscribe/{manage}", f"/confirm/{confirm}"]
@@ -528,7 +528,7 @@ def test_nul_in_a_topic_on_the_preferences_page_is_a_4xx(client, session):
 
     subscriber = factories.subscriber(session, "reader@example.org", topics=["ukraine"])
     session.commit()
-    path = f"/preferences/{tokens.manage_token(subscriber.id, subscriber.token_version)}"
+    path = f"/preferences/{tokens.preferences_token(subscriber.id, subscriber.token_version)}"
     response = client.post(path, data={"csrf_token": csrf_token(client, path), "topics": ["ukr\x00aine"],
                                        "action": "save"})
     assert response.status_code == 400
@@ -708,7 +708,7 @@ def test_a_token_opens_only_the_door_it_was_made_for(client, session, made_for, 
     subscriber = factories.subscriber(session, "reader@example.org", state=SubscriberState.pending)
     session.commit()
     token = {"link": link_tokens.make(1, 1, subscriber.id),
-             "manage": tokens.manage_token(subscriber.id, subscriber.token_version),
+             "manage": tokens.preferences_token(subscriber.id, subscriber.token_version),
              "confirm": tokens.confirm_token(subscriber.id, subscriber.email)}[made_for]
     before = snapshot(session)
     for method in ("GET", "POST"):
@@ -792,7 +792,7 @@ def test_topic_titles_and_descriptions_are_text_on_the_signup_and_preferences_pa
     assert result.exit_code == 0, result.output
     subscriber = factories.subscriber(session, "reader@example.org")
     session.commit()
-    for path in ("/subscribe", f"/preferences/{tokens.manage_token(subscriber.id, subscriber.token_version)}"):
+    for path in ("/subscribe", f"/preferences/{tokens.preferences_token(subscriber.id, subscriber.token_version)}"):
         document = client.get(path).get_data(as_text=True)
         assert _Markup(document).dangers() == [], path
         assert document.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2, path

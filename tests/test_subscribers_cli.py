@@ -153,10 +153,11 @@ def test_an_interrupted_import_resumes_without_duplicates(app, session, write_cs
     assert count(session, Subscriber) == 5
 
 
-def test_import_never_resubscribes_a_suppressed_address(runner, session, write_csv, deliver):
+def test_import_never_resubscribes_a_suppressed_address(app, runner, session, write_csv, deliver):
     session.add_all([Suppression(email="gone@example.org", reason="unsubscribed"),
                      Suppression(email="bounced@example.org", reason="bounced"),
-                     Suppression(email=operations.erased_marker("erased@example.org"), reason="erased")])
+                     Suppression(email=operations.erased_marker("erased@example.org", app.config["SECRET_KEY"]),
+                                 reason="erased")])
     session.commit()
     path = write_csv([["gone@example.org", "", ""], ["bounced@example.org", "", ""],
                       ["erased@example.org", "", ""], ["new@example.org", "", ""]])

@@ -11,7 +11,6 @@ Revises: 0003
 
 from alembic import op
 import sqlalchemy as sa
-import mailer.db
 
 
 revision = '0004'
