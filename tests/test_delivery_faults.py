@@ -210,9 +210,11 @@ def deployment(database_url, tmp_path, relay):
 
 def assert_each_reader_once(relay: Relay, addresses: list[str]) -> None:
     copies = relay.copies()
-    assert {a for a in addresses if copies[a] != 1} == set(), \
-        f"readers without exactly one copy: {sorted((a, copies[a]) for a in addresses if copies[a] != 1)[:10]}"
+    doubled = sorted((a, n) for a, n in copies.items() if n > 1)
+    assert not doubled, f"{relay.duplicates()} copies too many, e.g. {doubled[:5]}"
     assert relay.duplicates() == 0
+    missing = [a for a in addresses if copies[a] == 0]
+    assert not missing, f"{len(missing)} readers got nothing, e.g. {missing[:5]}"
 
 
 # ---- the relay says "later", then "yes" ----------------------------------------------------------
