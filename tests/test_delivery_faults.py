@@ -215,7 +215,7 @@ def deployment(database_url, tmp_path, relay):
 def assert_each_reader_once(relay: Relay, addresses: list[str]) -> None:
     copies = relay.copies()
     doubled = sorted((a, n) for a, n in copies.items() if n > 1)
-    assert not doubled, f"{relay.duplicates()} copies too many, e.g. {doubled[:5]}"
+    assert not doubled, f"readers sent more than one copy ({relay.duplicates()} extra), e.g. {doubled[:5]}"
     assert relay.duplicates() == 0
     missing = [a for a in addresses if copies[a] == 0]
     assert not missing, f"{len(missing)} readers got nothing, e.g. {missing[:5]}"
@@ -362,11 +362,13 @@ def test_sigkill_mid_batch_then_restart_sends_one_row_per_reader_and_doubles_at_
     "sending them"))
 def test_two_workers_and_a_relay_slower_than_the_lease_send_each_reader_once(queue_digest, deployment, relay):
     """The drill from the issue (1 s a message with a 10 s lease), at a size a test can wait for:
-    0.5 s a message with a 3 s lease, like a relay at 50 s a message under the default 300 s lease."""
+    0.5 s a message with a 3 s lease, like a relay at 50 s a message under the default 300 s lease.
+    One connection a worker, so whatever share of the 12 readers a worker claims takes it up to two
+    leases to send: its claim has to hold while it waits on the relay."""
     addresses = readers(12)
     queue_digest(addresses)
     relay.slow(0.5)
-    instance = deployment(MAILER_DELIVERY_LEASE_SECONDS="3")
+    instance = deployment(MAILER_DELIVERY_LEASE_SECONDS="3", MAILER_MAIL_SMTP_CONNECTIONS="1")
     workers = [instance.start_worker(), instance.start_worker()]
 
     instance.wait_until_all_sent(len(addresses))
