@@ -158,7 +158,8 @@ class Deployment:
             return False
 
     def rows(self) -> list[Row]:
-        """The send's ledger: one outbox row per reader."""
+        """The send's ledger: one outbox row per reader. These three columns, `send_id` and
+        `suppressions.email` are all the drills read of the schema: a rename is followed here."""
         with self.engine.connect() as conn:
             return [Row(*r) for r in conn.execute(text(
                 "SELECT recipient, state, attempts FROM outbox WHERE send_id IS NOT NULL ORDER BY recipient"))]
