@@ -298,13 +298,8 @@ STOP_READERS, STOP_PACE, STOP_CONNECTIONS = 300, 0.1, "2"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [
-    pytest.param(signal.SIGTERM, id="SIGTERM", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "engine rewrite: SIGTERM kills `mailer worker` at once; the batch's sent rows are recorded only at "
-        "its end, so messages the relay accepted stay unrecorded in `sending` until the lease runs out"))),
-    pytest.param(signal.SIGINT, id="SIGINT", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-        "engine rewrite: on Ctrl-C `mailer worker` joins its delivery thread, but on CPython 3.11 a join "
-        "after KeyboardInterrupt returns at once, so the process exits with the daemon thread killed mid-batch "
-        "and the messages the relay accepted are never recorded (left in `sending`)"))),
+    pytest.param(signal.SIGTERM, id="SIGTERM"),
+    pytest.param(signal.SIGINT, id="SIGINT"),
 ])
 def test_a_stop_signal_mid_batch_records_every_result_and_exits_in_seconds(queue_digest, deployment, relay, signum):
     addresses = readers(STOP_READERS)
@@ -328,9 +323,6 @@ def test_a_stop_signal_mid_batch_records_every_result_and_exits_in_seconds(queue
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine rewrite: results are recorded once per batch (100 rows), so a SIGKILL leaves every message the "
-    "relay already took in `sending`, and the restarted worker sends them all again"))
 def test_sigkill_mid_batch_then_restart_sends_one_row_per_reader_and_doubles_at_most_the_wire(
         queue_digest, deployment, relay):
     connections = 4
@@ -357,10 +349,6 @@ def test_sigkill_mid_batch_then_restart_sends_one_row_per_reader_and_doubles_at_
 # ---- two workers -----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine rewrite: the claim is renewed only between chunks of 20 messages, so a chunk at 0.5 s a message "
-    "outlasts a 3 s lease; the second worker reclaims the rows and sends them again while the first is still "
-    "sending them"))
 def test_two_workers_and_a_relay_slower_than_the_lease_send_each_reader_once(queue_digest, deployment, relay):
     """The drill from the issue (1 s a message with a 10 s lease), at a size a test can wait for:
     0.5 s a message with a 3 s lease, like a relay at 50 s a message under the default 300 s lease.
@@ -397,10 +385,6 @@ def test_two_workers_on_postgresql_send_no_reader_twice(queue_digest, deployment
 
 # ---- an outage longer than the retries --------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "engine rewrite: give-up is a count (delivery.max_attempts 8), not the 3-day deadline "
-    "delivery.give_up_after, so 3 days and an hour into an outage the rows are still queued; and `mailer outbox retry` "
-    "does not exist yet"))
 def test_relay_down_past_the_give_up_deadline_then_outbox_retry_delivers_all_once(queue_digest, deployment, relay):
     """`delivery.give_up_after` (default 3 days, as Mailman's delivery_retry_period): an outage longer than
     that fails the rows; once the relay is back, `mailer outbox retry --failed` puts them back and each

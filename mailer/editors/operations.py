@@ -3,6 +3,7 @@ with recovery codes, and the audit log. Operations add rows to the caller's sess
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -37,7 +38,11 @@ THROTTLED = "Too many failed sign-ins. Please wait 15 minutes and try again."
 
 _hasher = PasswordHasher()
 # Verified when the address has no account, so both answers take as long (no timing oracle).
-_DUMMY_HASH = _hasher.hash("not a password of anyone's")
+@functools.lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """Made on the first sign-in, not at import: argon2 costs 64 MB and most of a second, which every
+    `mailer` command (a worker, the scheduler) would otherwise pay at start-up."""
+    return _hasher.hash("not a password of anyone's")
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,7 @@ def check_credentials(session: Session, address: str, password: str, ip_address:
         raise LoginRefused(THROTTLED, throttled=True)
     editor = by_email(session, email)
     try:
-        _hasher.verify(editor.password_hash if editor else _DUMMY_HASH, password[:MAX_PASSWORD])
+        _hasher.verify(editor.password_hash if editor else _dummy_hash(), password[:MAX_PASSWORD])
         valid = editor is not None and not editor.is_disabled
     except (VerificationError, InvalidHashError):
         valid = False

@@ -39,7 +39,7 @@ class Result:
     is_bounce: bool = False
     # Not offered to the relay at all (the reader unsubscribed or was erased since it was queued).
     is_withdrawn: bool = False
-    # The relay could not be reached, or the connection broke: the next messages would fare the same.
+    # The relay could not be reached (or refused our login): the next messages would fare the same.
     is_connection_error: bool = False
 
 
@@ -184,10 +184,10 @@ class SMTPBackend:
         wait = self.pacer.reserve(time.monotonic())
         if wait:
             time.sleep(wait)
-        result = self._send_one(env)
-        if result.is_connection_error and kept:
+        result, broken = self._send_one(env)
+        if broken and kept:  # the connection we kept died under it: once more on a new one
             failed = self._open()
-            result = replace(failed, outbox_id=env.outbox_id) if failed else self._send_one(env)
+            result = replace(failed, outbox_id=env.outbox_id) if failed else self._send_one(env)[0]
         self._last_used = time.monotonic()
         return result
 
@@ -211,22 +211,23 @@ class SMTPBackend:
         if code != 250:
             self.close()
 
-    def _send_one(self, env: Envelope) -> Result:
+    def _send_one(self, env: Envelope) -> tuple[Result, bool]:
+        """The message's result, and whether the connection broke under it (closed then)."""
         assert self._conn is not None
         try:
             refused = self._conn.sendmail(env.mail_from, [env.rcpt_to], env.content)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = exc.recipients.get(env.rcpt_to, (0, b""))
-            return _refusal(env, code, text)
+            return _refusal(env, code, text), False
         except smtplib.SMTPResponseException as exc:
             self._reset_after_error()
-            return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error))
+            return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error)), False
         except (smtplib.SMTPException, OSError) as exc:  # the connection broke (mid-DATA, say)
             self.close()
-            return Result(env.outbox_id, False, False, _describe(exc), is_connection_error=True)
+            return Result(env.outbox_id, False, False, _describe(exc)), True
         if refused:
-            return _refusal(env, *refused[env.rcpt_to])
-        return Result(env.outbox_id, True)
+            return _refusal(env, *refused[env.rcpt_to]), False
+        return Result(env.outbox_id, True), False
 
     def _reset_after_error(self) -> None:
         try:
