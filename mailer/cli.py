@@ -6,6 +6,7 @@ import functools
 import json
 import logging
 import sys
+from pathlib import Path
 
 import click
 from click.exceptions import NoArgsIsHelpError
@@ -93,10 +94,13 @@ def current_app_for_cli(*, needs_schema: bool = True):
     if root.obj is None:
         root.obj = {}
     if "app" not in root.obj:
-        from mailer import migrate
+        from mailer import config as config_module
+        from mailer import instance, migrate
         from mailer.app import create_app
 
-        root.obj["app"] = create_app()
+        config = config_module.load(home=root.obj.get("home"))
+        instance.require(config)  # before anything is created in a folder that is not an instance
+        root.obj["app"] = create_app(config)
         if needs_schema:
             migrate.require_current(root.obj["app"].extensions["engine"])
     return root.obj["app"]
@@ -119,11 +123,35 @@ def minute(iso: str | None) -> str:
 
 
 @click.group(cls=MailerGroup, name="mailer")
-def cli():
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="MAILER_HOME",
+              help="The instance folder (config.toml and var/); default: MAILER_HOME, else the current folder.")
+@click.pass_context
+def cli(ctx, home):
     """Self-hosted newsletter and advocacy-alert mailer."""
+    ctx.ensure_object(dict)
+    if home is not None:
+        ctx.obj.setdefault("home", home)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Alembic announces each of its plugins at INFO on every import: noise, not news.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def init(ctx, folder):
+    """Make FOLDER (default: the instance folder) a new instance: config.toml, secret key, database.
+
+    On an existing instance it only adds what is missing and migrates the database; it never overwrites.
+    """
+    from mailer import config as config_module
+    from mailer import instance
+
+    home = config_module.home_folder(home=folder or ctx.find_root().obj.get("home"))
+    for line in instance.create(home):
+        click.echo(line)
+    hint = "mailer serve" if home == Path.cwd() else f"MAILER_HOME={home} mailer serve"
+    click.echo(f"instance ready in {home}; start it with `{hint}`")
 
 
 @cli.group()
