@@ -26,4 +26,4 @@ def test_make_run_installs_no_test_extras_and_inits_before_serving(tmp_path):
 def test_make_test_adds_the_test_extras(tmp_path):
     commands = _dry_run("test", tmp_path)
     assert any("pip install" in c and "'.[test]'" in c for c in commands), commands
-    assert commands[-1].endswith("-m pytest")
+    assert commands[-1].rstrip().endswith("-m pytest")
