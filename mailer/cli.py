@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import click
 from click.exceptions import NoArgsIsHelpError
 from sqlalchemy.exc import OperationalError
 
+from mailer import logs
 from mailer.errors import MailerError
 
 
@@ -125,15 +126,17 @@ def minute(iso: str | None) -> str:
 @click.group(cls=MailerGroup, name="mailer")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="MAILER_HOME",
               help="The instance folder (config.toml and var/); default: MAILER_HOME, else the current folder.")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
+              envvar="MAILER_LOG_FORMAT", help="json: one object per line, for journald or Loki.")
+@click.option("-v", "--verbose", count=True, help="-v: our DEBUG lines; -vv: the libraries' too.")
 @click.pass_context
-def cli(ctx, home):
+def cli(ctx, home, log_format, verbose):
     """Self-hosted newsletter and advocacy-alert mailer."""
+    logs.setup(log_format, verbose)
     ctx.ensure_object(dict)
+    ctx.obj.setdefault("log_format", log_format)
     if home is not None:
         ctx.obj.setdefault("home", home)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic announces each of its plugins at INFO on every import: noise, not news.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 @cli.command()
@@ -169,6 +172,18 @@ def db_upgrade():
     click.echo("database is up to date")
 
 
+def _stop_on_sigterm() -> None:
+    """systemd stops a service with SIGTERM: end like Ctrl-C, so the lease and claimed mail are handed back."""
+    def _raise(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def _log_format() -> str:
+    return click.get_current_context().find_root().obj.get("log_format", "text")
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @app_context
@@ -176,6 +191,7 @@ def worker(once):
     """A delivery worker: drains the outbox through the configured backend."""
     from flask import current_app
 
+    from mailer import startup
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread, run_once
 
@@ -189,6 +205,11 @@ def worker(once):
             backend.close()
         click.echo(f"delivered {tally.sent} message(s); {tally.retrying} to retry later; {tally.failed} failed")
         return
+    startup.block(config, "worker", [
+        ("scheduler", "not in this process (`mailer scheduler` or `mailer serve` runs it)"),
+        ("workers", f"1 delivery worker in this process, up to {_connections(config)}"),
+    ], startup.production_gaps(config), _log_format())
+    _stop_on_sigterm()
     thread = WorkerThread(app, backend)
     thread.start()
     try:
@@ -197,6 +218,13 @@ def worker(once):
     except KeyboardInterrupt:
         thread.stop()
         thread.join()
+        startup.log.info("mailer worker stopped")
+
+
+def _connections(config) -> str:
+    if config["mail"]["backend"] == "smtp":
+        return f"{config['mail.smtp']['connections']} relay connection(s)"
+    return "one Maildir writer"
 
 
 @cli.command()
@@ -209,6 +237,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
     """The web app with a delivery worker (and the scheduler) in one process."""
     from waitress.server import create_server
 
+    from mailer import scheduling, startup
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread
 
@@ -221,36 +250,66 @@ def serve(host, port, no_scheduler, no_worker, threads):
         raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError:  # waitress's answer to a host name that does not resolve
         raise MailerError(f"cannot listen on {host}:{port}: no such address") from None
+    keeper = None
+    if no_scheduler:
+        scheduler_line = "off (--no-scheduler)"
+    elif not config["scheduler"]["enabled"]:
+        scheduler_line = "off (scheduler.enabled = false: run `mailer scheduler` apart)"
+    else:
+        keeper = scheduling.ScheduleKeeper(app)
+        with app.app_context():
+            keeper.check()
+        scheduler_line = keeper.describe()
+    workers_line = "none (--no-worker)" if no_worker else f"1 delivery worker in this process, up to {_connections(config)}"
+    gaps = startup.production_gaps(config)
+    if gap := startup.listening_gap(config, host, port):
+        gaps.append(gap)
+    startup.block(config, "serve", [("listening", f"http://{host}:{port}"), ("scheduler", scheduler_line),
+                                    ("workers", workers_line)], gaps, _log_format())
+    _stop_on_sigterm()
     worker_thread = None
     if not no_worker:
         worker_thread = WorkerThread(app, backends.from_config(config))
         worker_thread.start()
-    scheduler = None
-    if not no_scheduler and config["scheduler"]["enabled"]:
-        from mailer import scheduling
-
-        scheduler = scheduling.start_background(app)
-    click.echo(f"serving {config.site_name} on http://{host}:{port}")
+    if keeper:
+        keeper.start()
     try:
-        server.run()
+        server.run()  # returns on Ctrl-C or SIGTERM (waitress closes its sockets)
     finally:
         if worker_thread:
             worker_thread.stop()
-        if scheduler:
-            scheduler.shutdown(wait=False)
+            worker_thread.join(30)  # a pass in flight finishes its batch; its lease covers the rest
+        if keeper:
+            keeper.stop()
+        startup.log.info("mailer serve stopped")
 
 
 @cli.command()
 def scheduler():
-    """The scheduler alone: run exactly one per deployment (with `mailer serve --no-scheduler`)."""
-    from mailer import scheduling
+    """The scheduler alone: run exactly one per deployment (with `mailer serve --no-scheduler`).
+
+    A second one on the same database stands by and takes over when the first stops.
+    """
+    from mailer import scheduling, startup
 
     app = current_app_for_cli()
-    click.echo("scheduler running; Ctrl-C to stop")
+    config = app.config["MAILER"]
+    keeper = scheduling.ScheduleKeeper(app)
+    with app.app_context():
+        keeper.check()
+    startup.block(config, "scheduler", [("scheduler", keeper.describe()),
+                                        ("workers", "none in this process (`mailer worker` delivers)")],
+                  startup.production_gaps(config), _log_format())
+    _stop_on_sigterm()
+    keeper.start()
     try:
-        scheduling.make_scheduler(app, blocking=True).start()
-    except (KeyboardInterrupt, SystemExit):
+        while keeper.is_alive():
+            keeper.join(1)
+    except KeyboardInterrupt:
         pass
+    finally:
+        keeper.stop()
+        startup.log.info("mailer scheduler stopped")
 
 
 def _register_domain_commands() -> None:

@@ -176,6 +176,10 @@ def _flatten(data: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+# Variables of the command line, not settings: which config file, which instance folder, which log format.
+NOT_SETTINGS = {"MAILER_CONFIG", "MAILER_HOME", "MAILER_LOG_FORMAT"}
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     names = {
         "MAILER_" + f"{section}_{key}".replace(".", "_").upper(): (section, key)
@@ -184,7 +188,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     }
     out: dict[str, dict[str, Any]] = {}
     for var, value in environ.items():
-        if not var.startswith("MAILER_") or var in ("MAILER_CONFIG", "MAILER_HOME"):
+        if not var.startswith("MAILER_") or var in NOT_SETTINGS:
             continue
         if var not in names:
             raise ConfigError(f"environment: unknown setting {var}")
