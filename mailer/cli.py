@@ -312,6 +312,35 @@ def scheduler():
         startup.log.info("mailer scheduler stopped")
 
 
+@cli.command()
+@click.option("--dkim-record", default="", metavar="TXT",
+              help="The DKIM record as published (from `dig TXT SELECTOR._domainkey.DOMAIN`), to compare with the key.")
+@click.pass_context
+def doctor(ctx, dkim_record):
+    """Check this instance before its first real send: relay, DKIM key, base URL, database, bounce
+    mailbox; then print the DNS records to publish. Exit status 1 when a check fails."""
+    from mailer import config as config_module
+    from mailer import doctor as doctor_module
+    from mailer import instance
+
+    config = config_module.load(home=ctx.find_root().obj.get("home"))
+    instance.require(config)
+    findings = doctor_module.examine(config, dkim_record)
+    for finding in findings:
+        click.echo(finding.line())
+    domain = config["mail"]["from_address"].rpartition("@")[2]
+    click.echo(f"\nDNS records to publish for {domain} (this machine cannot look them up: compare with `dig TXT`):")
+    for line in doctor_module.dns_records(config):
+        click.echo(f"  {line}")
+    failed = [f for f in findings if f.status == "fail"]
+    if failed:
+        click.echo()
+        click.echo(f"{len(failed)} problem(s):", err=True)
+        for finding in failed:
+            click.echo(f"mailer doctor: {finding.check}: {finding.message}", err=True)
+        ctx.exit(1)
+
+
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
