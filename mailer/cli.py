@@ -341,6 +341,24 @@ def doctor(ctx, dkim_record):
         ctx.exit(1)
 
 
+@cli.command()
+@click.argument("into", type=click.Path(file_okay=False, path_type=Path))
+@click.pass_context
+def backup(ctx, into):
+    """Copy the database, config.toml, the secret key and the DKIM key into a new folder under INTO,
+    while the instance runs (deploy/README.md: how to restore)."""
+    from mailer import backup as backup_module
+    from mailer import config as config_module
+    from mailer import instance
+
+    config = config_module.load(home=ctx.find_root().obj.get("home"))
+    instance.require(config)
+    folder, done = backup_module.take(config, into)
+    for line in done:
+        click.echo(line)
+    click.echo(f"backup in {folder}")
+
+
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
