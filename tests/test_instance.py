@@ -130,3 +130,13 @@ def test_the_real_command_from_the_wrong_folder_says_where_it_looked(tmp_path):
         f"mailer: {tmp_path} is not a mailer instance (no config.toml, no var/mailer.db): run this from the "
         f"instance folder, or point MAILER_HOME or `mailer --home DIR` at it; `mailer init` makes a new one here"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gunicorns_entry_refuses_a_folder_that_is_not_an_instance(tmp_path):
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("MAILER_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    result = subprocess.run([sys.executable, "-c", "import mailer.wsgi"], cwd=tmp_path, env=environ,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"ConfigError: {tmp_path} is not a mailer instance" in result.stderr
+    assert list(tmp_path.iterdir()) == []

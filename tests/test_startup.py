@@ -188,3 +188,21 @@ def test_worker_logs_its_block_as_json_for_journald(instance):
     assert [r["message"].split(" ", 1)[0] for r in records if r.get("gap")] == [
         "site.postal_address", "site.base_url", "dkim.selector", "mail.from_address"]
     assert records[-1]["message"] == "mailer worker stopped"
+
+
+def test_a_scheduler_that_lost_its_lease_stops_and_says_so(app, session, caplog):
+    keeper = scheduling.ScheduleKeeper(app)
+    try:
+        assert keeper.check() is True
+        # It stalled past its lease and another process took it (what `take` lets a standby do).
+        lease = session.get(Lease, scheduling.LEASE)
+        lease.holder, lease.expires_at = "other-host pid 7", lease.expires_at + timedelta(hours=1)
+        session.commit()
+        with caplog.at_level(logging.WARNING, logger="mailer.scheduling"):
+            assert keeper.check() is False
+        assert not keeper.is_running
+        assert "another process took the scheduler lease" in caplog.text
+        assert keeper.describe().startswith("standby: other-host pid 7 runs the schedules")
+    finally:
+        keeper.stop()
+    assert session.get(Lease, scheduling.LEASE).holder == "other-host pid 7"  # stopping gives up only its own
