@@ -139,24 +139,6 @@ def cli(ctx, home, log_format, verbose):
         ctx.obj.setdefault("home", home)
 
 
-@cli.command()
-@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.pass_context
-def init(ctx, folder):
-    """Make FOLDER (default: the instance folder) a new instance: config.toml, secret key, database.
-
-    On an existing instance it only adds what is missing and migrates the database; it never overwrites.
-    """
-    from mailer import config as config_module
-    from mailer import instance
-
-    home = config_module.home_folder(home=folder or ctx.find_root().obj.get("home"))
-    for line in instance.create(home):
-        click.echo(line)
-    hint = "mailer serve" if home == Path.cwd() else f"MAILER_HOME={home} mailer serve"
-    click.echo(f"instance ready in {home}; start it with `{hint}`")
-
-
 @cli.group()
 def db():
     """The database schema."""
@@ -312,59 +294,13 @@ def scheduler():
         startup.log.info("mailer scheduler stopped")
 
 
-@cli.command()
-@click.option("--dkim-record", default="", metavar="TXT",
-              help="The DKIM record as published (from `dig TXT SELECTOR._domainkey.DOMAIN`), to compare with the key.")
-@click.pass_context
-def doctor(ctx, dkim_record):
-    """Check this instance before its first real send: relay, DKIM key, base URL, database, bounce
-    mailbox; then print the DNS records to publish. Exit status 1 when a check fails."""
-    from mailer import config as config_module
-    from mailer import doctor as doctor_module
-    from mailer import instance
-
-    config = config_module.load(home=ctx.find_root().obj.get("home"))
-    instance.require(config)
-    findings = doctor_module.examine(config, dkim_record)
-    for finding in findings:
-        click.echo(finding.line())
-    domain = config["mail"]["from_address"].rpartition("@")[2]
-    click.echo(f"\nDNS records to publish for {domain} (this machine cannot look them up: compare with `dig TXT`):")
-    for line in doctor_module.dns_records(config):
-        click.echo(f"  {line}")
-    failed = [f for f in findings if f.status == "fail"]
-    if failed:
-        click.echo()
-        click.echo(f"{len(failed)} problem(s):", err=True)
-        for finding in failed:
-            click.echo(f"mailer doctor: {finding.check}: {finding.message}", err=True)
-        ctx.exit(1)
-
-
-@cli.command()
-@click.argument("into", type=click.Path(file_okay=False, path_type=Path))
-@click.pass_context
-def backup(ctx, into):
-    """Copy the database, config.toml, the secret key and the DKIM key into a new folder under INTO,
-    while the instance runs (deploy/README.md: how to restore)."""
-    from mailer import backup as backup_module
-    from mailer import config as config_module
-    from mailer import instance
-
-    config = config_module.load(home=ctx.find_root().obj.get("home"))
-    instance.require(config)
-    folder, done = backup_module.take(config, into)
-    for line in done:
-        click.echo(line)
-    click.echo(f"backup in {folder}")
-
-
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
     from mailer.digests.cli import digests, stats
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
+    from mailer.instance.cli import backup, doctor, init
     from mailer.topics.cli import topics
     from subscribers.cli import subscribers
 
@@ -376,6 +312,9 @@ def _register_domain_commands() -> None:
     cli.add_command(alerts)
     cli.add_command(stats)
     cli.add_command(users)
+    cli.add_command(init)
+    cli.add_command(doctor)
+    cli.add_command(backup)
 
 
 _register_domain_commands()

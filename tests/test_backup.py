@@ -95,7 +95,8 @@ def test_a_backup_into_a_folder_that_cannot_be_made_is_one_line(instance, tmp_pa
 def test_a_postgresql_backup_is_a_pg_dump_that_pg_restore_reads(tmp_path, postgres_url):
     import subprocess
 
-    from mailer import backup, config as config_module
+    from mailer import config as config_module
+    from mailer.instance import backup
 
     config = config_module.load(environ={"MAILER_DATABASE_URL": postgres_url}, home=tmp_path)
     folder, done = backup.take(config, tmp_path / "backups")

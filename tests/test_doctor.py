@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 from werkzeug.serving import make_server
 
-from mailer import doctor
+from mailer.instance import doctor
 from mailer.app import create_app
 from mailer.cli import cli
 from tests.conftest import _allowed_smtp, make_config

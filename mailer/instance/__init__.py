@@ -18,7 +18,7 @@ from mailer import db, migrate
 from mailer.config import Config
 from mailer.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "config.example.toml"
 DEFAULT_DATABASE = "var/mailer.db"
 HEADER = "# Made by `mailer init`. Uncomment a setting to change it; the rest keep their built-in defaults.\n#\n"
