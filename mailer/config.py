@@ -198,8 +198,11 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
 
 
 def home_folder(environ: Mapping[str, str] | None = None, home: str | os.PathLike | None = None) -> Path:
-    """The instance folder: `home` if given, else MAILER_HOME, else the current folder (absolute)."""
+    """The instance folder: `home` if given, else MAILER_HOME, else the folder of the file MAILER_CONFIG
+    names (its var/ is beside it), else the current folder; absolute."""
     environ = os.environ if environ is None else environ
+    if not home and not environ.get("MAILER_HOME") and environ.get("MAILER_CONFIG"):
+        home = Path(environ["MAILER_CONFIG"]).expanduser().absolute().parent
     return Path(home or environ.get("MAILER_HOME") or os.getcwd()).expanduser().absolute()
 
 

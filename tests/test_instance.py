@@ -140,3 +140,17 @@ def test_gunicorns_entry_refuses_a_folder_that_is_not_an_instance(tmp_path):
     assert result.returncode != 0
     assert f"ConfigError: {tmp_path} is not a mailer instance" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_config_named_by_mailer_config_keeps_its_var_beside_it(tmp_path, monkeypatch):
+    """MAILER_CONFIG=/srv/mailer/config.toml from another folder reads /srv/mailer/var, not ./var."""
+    home = tmp_path / "srv"
+    home.mkdir()
+    (home / "config.toml").write_text('[site]\nname = "Tenants"\n')
+    monkeypatch.chdir(tmp_path)
+    loaded = config_module.load(environ={"MAILER_CONFIG": str(home / "config.toml")})
+    assert loaded.home == home and loaded["database"]["url"] == f"sqlite:///{home}/var/mailer.db"
+    # MAILER_HOME still wins when both are given.
+    elsewhere = tmp_path / "elsewhere"
+    assert config_module.load(environ={"MAILER_CONFIG": str(home / "config.toml"),
+                                       "MAILER_HOME": str(elsewhere)}).home == elsewhere
