@@ -9,12 +9,10 @@ import threading
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
 
 from mailer import db
 from mailer.app import create_app
 from mailer.cli import cli
-from mailer.topics.models import Topic
 from mailer.topics.operations import ensure_topic
 
 

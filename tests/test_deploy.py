@@ -24,7 +24,6 @@ from sqlalchemy import create_engine, text
 
 from mailer import config as config_module
 from mailer import startup
-from tests import pg
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

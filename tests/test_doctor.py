@@ -110,7 +110,7 @@ private_key_file = "{dkim_key[0]}"
     published = "".join(lines).replace('" "', "")
     # A relay on this machine: SPF names the domain's own A and MX hosts.
     assert 'news.example.org.                IN TXT "v=spf1 mx a ~all"' in published
-    assert f'mail._domainkey.news.example.org.' in published
+    assert 'mail._domainkey.news.example.org.' in published
     assert dkim_key[1].decode() in published  # the DKIM record, joined back from its 255-character strings
     assert '_dmarc.news.example.org.' in published and "v=DMARC1; p=none" in published
 

@@ -164,7 +164,7 @@ def test_serve_prints_one_block_and_a_second_serve_stands_by_then_takes_over(ins
         second = Process(instance, "serve", "--port", str(_free_port()), **env)
         try:
             standby = second.wait_for("  workers")
-            assert f"  scheduler  standby: " in standby and f"pid {first.popen.pid} " in standby
+            assert "  scheduler  standby: " in standby and f"pid {first.popen.pid} " in standby
             assert first.stop() == 0
             assert "mailer serve stopped" in first.output
             second.wait_for("stopped; this process runs the schedules now", seconds=20)
