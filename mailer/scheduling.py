@@ -59,13 +59,6 @@ def make_scheduler(app, blocking: bool = False):
     return scheduler
 
 
-def start_background(app):
-    """Start the scheduler in a thread of this process (`mailer serve`)."""
-    scheduler = make_scheduler(app)
-    scheduler.start()
-    return scheduler
-
-
 class ScheduleKeeper(threading.Thread):
     """Runs the schedules in this process while it holds the scheduler lease; stands by otherwise.
 
