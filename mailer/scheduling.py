@@ -16,7 +16,6 @@ import threading
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from mailer import db, leases
 
@@ -46,13 +45,12 @@ def run_task(task: str) -> None:
         function()
 
 
-def make_scheduler(app, blocking: bool = False):
+def make_scheduler(app):
     global _app
     _app = app
     config = app.config["MAILER"]
     jobstore = SQLAlchemyJobStore(engine=app.extensions["engine"], tablename="apscheduler_jobs")
-    cls = BlockingScheduler if blocking else BackgroundScheduler
-    scheduler = cls(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
+    scheduler = BackgroundScheduler(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job_id, (task, trigger, args) in BUILTIN_JOBS.items():
         scheduler.add_job(run_task, trigger, args=[task], id=job_id, name=job_id, replace_existing=True, **args)
