@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 from click.exceptions import NoArgsIsHelpError
 from sqlalchemy.exc import OperationalError
 
+from mailer import logs
 from mailer.errors import MailerError
 
 
@@ -95,10 +97,13 @@ def current_app_for_cli(*, needs_schema: bool = True):
     if root.obj is None:
         root.obj = {}
     if "app" not in root.obj:
-        from mailer import migrate
+        from mailer import config as config_module
+        from mailer import instance, migrate
         from mailer.app import create_app
 
-        root.obj["app"] = create_app()
+        config = config_module.load(home=root.obj.get("home"))
+        instance.require(config)  # before anything is created in a folder that is not an instance
+        root.obj["app"] = create_app(config)
         if needs_schema:
             migrate.require_current(root.obj["app"].extensions["engine"])
     return root.obj["app"]
@@ -121,11 +126,19 @@ def minute(iso: str | None) -> str:
 
 
 @click.group(cls=MailerGroup, name="mailer")
-def cli():
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), envvar="MAILER_HOME",
+              help="The instance folder (config.toml and var/); default: MAILER_HOME, else the current folder.")
+@click.option("--log-format", type=click.Choice(logs.FORMATS), default="text", show_default=True,
+              envvar="MAILER_LOG_FORMAT", help="json: one object per line, for journald or Loki.")
+@click.option("-v", "--verbose", count=True, help="-v: our DEBUG lines; -vv: the libraries' too.")
+@click.pass_context
+def cli(ctx, home, log_format, verbose):
     """Self-hosted newsletter and advocacy-alert mailer."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Alembic announces each of its plugins at INFO on every import: noise, not news.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logs.setup(log_format, verbose)
+    ctx.ensure_object(dict)
+    ctx.obj.setdefault("log_format", log_format)
+    if home is not None:
+        ctx.obj.setdefault("home", home)
 
 
 @cli.group()
@@ -143,6 +156,18 @@ def db_upgrade():
     click.echo("database is up to date")
 
 
+def _stop_on_sigterm() -> None:
+    """systemd stops a service with SIGTERM: end like Ctrl-C, so the lease and claimed mail are handed back."""
+    def _raise(_signum, _frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def _log_format() -> str:
+    return click.get_current_context().find_root().obj.get("log_format", "text")
+
+
 @cli.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
 @app_context
@@ -154,6 +179,7 @@ def worker(once):
     """
     from flask import current_app
 
+    from mailer import startup
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread, log_pass, run_once
 
@@ -171,28 +197,24 @@ def worker(once):
         log_pass(tally)
         click.echo(f"delivered {tally.sent} message(s); {tally.retrying} to retry later; {tally.failed} failed")
         return
+    startup.block(config, "worker", [
+        ("scheduler", "not in this process (`mailer scheduler` or `mailer serve` runs it)"),
+        ("workers", f"1 delivery worker in this process, up to {_connections(config)}"),
+    ], startup.production_gaps(config), _log_format())
     with stop_on_signals(thread.stopping):
         thread.start()
         while thread.is_alive():
             thread.join(0.5)
-
-
-def _sigterm_as_ctrl_c() -> None:
-    """SIGTERM (systemctl stop, docker stop) ends `serve` the way Ctrl-C does: through its clean-up."""
-    import signal
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    startup.log.info("mailer worker stopped")
 
 
 @contextmanager
 def stop_on_signals(stopping):
-    """While inside: SIGINT (Ctrl-C) and SIGTERM (systemctl stop) set `stopping` instead of killing."""
-    import signal
+    """While inside: SIGINT (Ctrl-C) and SIGTERM (systemctl stop) set `stopping` instead of raising.
 
+    Not KeyboardInterrupt: a join() it interrupts returns at once on CPython 3.11, and the process
+    would exit with the delivery thread killed mid-batch.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -208,6 +230,12 @@ def stop_on_signals(stopping):
             signal.signal(sig, handler)
 
 
+def _connections(config) -> str:
+    if config["mail"]["backend"] == "smtp":
+        return f"{config['mail.smtp']['connections']} relay connection(s)"
+    return "one Maildir writer"
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
@@ -218,6 +246,7 @@ def serve(host, port, no_scheduler, no_worker, threads):
     """The web app with a delivery worker (and the scheduler) in one process."""
     from waitress.server import create_server
 
+    from mailer import scheduling, startup
     from mailer.outbox import backends
     from mailer.outbox.worker import WorkerThread
 
@@ -230,39 +259,67 @@ def serve(host, port, no_scheduler, no_worker, threads):
         raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError:  # waitress's answer to a host name that does not resolve
         raise MailerError(f"cannot listen on {host}:{port}: no such address") from None
+    keeper = None
+    if no_scheduler:
+        scheduler_line = "off (--no-scheduler)"
+    elif not config["scheduler"]["enabled"]:
+        scheduler_line = "off (scheduler.enabled = false: run `mailer scheduler` apart)"
+    else:
+        keeper = scheduling.ScheduleKeeper(app)
+        with app.app_context():
+            keeper.check()
+        scheduler_line = keeper.describe()
+    workers_line = "none (--no-worker)" if no_worker else f"1 delivery worker in this process, up to {_connections(config)}"
+    gaps = startup.production_gaps(config)
+    if gap := startup.listening_gap(config, host, port):
+        gaps.append(gap)
+    startup.block(config, "serve", [("listening", f"http://{host}:{port}"), ("scheduler", scheduler_line),
+                                    ("workers", workers_line)], gaps, _log_format())
+    _stop_on_sigterm()
     worker_thread = None
     if not no_worker:
         worker_thread = WorkerThread(app, backends.pool_from_config(config))
         worker_thread.start()
-    scheduler = None
-    if not no_scheduler and config["scheduler"]["enabled"]:
-        from mailer import scheduling
-
-        scheduler = scheduling.start_background(app)
-    click.echo(f"serving {config.site_name} on http://{host}:{port}")
-    _sigterm_as_ctrl_c()
+    if keeper:
+        keeper.start()
     try:
-        server.run()
+        server.run()  # returns on Ctrl-C or SIGTERM (waitress closes its sockets)
     finally:
         if worker_thread:
-            # Let the messages on the wire finish and be recorded; the rest of the batch goes back.
             worker_thread.stop()
+            # Let the messages on the wire finish and be recorded; the rest of the batch goes back.
             worker_thread.join(30)
-        if scheduler:
-            scheduler.shutdown(wait=False)
+        if keeper:
+            keeper.stop()
+        startup.log.info("mailer serve stopped")
 
 
 @cli.command()
 def scheduler():
-    """The scheduler alone: run exactly one per deployment (with `mailer serve --no-scheduler`)."""
-    from mailer import scheduling
+    """The scheduler alone: run exactly one per deployment (with `mailer serve --no-scheduler`).
+
+    A second one on the same database stands by and takes over when the first stops.
+    """
+    from mailer import scheduling, startup
 
     app = current_app_for_cli()
-    click.echo("scheduler running; Ctrl-C to stop")
+    config = app.config["MAILER"]
+    keeper = scheduling.ScheduleKeeper(app)
+    with app.app_context():
+        keeper.check()
+    startup.block(config, "scheduler", [("scheduler", keeper.describe()),
+                                        ("workers", "none in this process (`mailer worker` delivers)")],
+                  startup.production_gaps(config), _log_format())
+    _stop_on_sigterm()
+    keeper.start()
     try:
-        scheduling.make_scheduler(app, blocking=True).start()
-    except (KeyboardInterrupt, SystemExit):
+        while keeper.is_alive():
+            keeper.join(1)
+    except KeyboardInterrupt:
         pass
+    finally:
+        keeper.stop()
+        startup.log.info("mailer scheduler stopped")
 
 
 def _register_domain_commands() -> None:
@@ -271,6 +328,7 @@ def _register_domain_commands() -> None:
     from mailer.digests.cli import digests
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
+    from mailer.instance.cli import backup, doctor, init
     from mailer.outbox.cli import outbox
     from mailer.sends.cli import stats
     from mailer.topics.cli import topics
@@ -285,6 +343,9 @@ def _register_domain_commands() -> None:
     cli.add_command(stats)
     cli.add_command(outbox)
     cli.add_command(users)
+    cli.add_command(init)
+    cli.add_command(doctor)
+    cli.add_command(backup)
 
 
 _register_domain_commands()

@@ -1,7 +1,9 @@
 """Configuration: one schema with defaults, loaded once, validated, immutable.
 
-Sources, later wins: built-in defaults, the TOML file named by MAILER_CONFIG (or ./config.toml),
-then environment variables MAILER_<SECTION>_<KEY> (MAILER_MAIL_SMTP_HOST for [mail.smtp] host).
+Sources, later wins: built-in defaults, the TOML file named by MAILER_CONFIG (or config.toml in the
+instance folder), then environment variables MAILER_<SECTION>_<KEY> (MAILER_MAIL_SMTP_HOST for
+[mail.smtp] host). The instance folder is MAILER_HOME (or `mailer --home`), else the current folder;
+relative paths in the config (the SQLite file, the Maildir, the DKIM key, var/) are read from it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 import limits
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from mailer.errors import ConfigError
 
@@ -62,6 +66,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "scheduler": {
         "enabled": True,
         "timezone": "UTC",
+        "lease_seconds": 60,
     },
     "delivery": {
         "batch_size": 100,
@@ -105,9 +110,10 @@ CHOICES = {
 class Config(Mapping[str, Mapping[str, Any]]):
     """Read-only sections: `config["mail.smtp"]["host"]`, or `config.section("mail.smtp").host`."""
 
-    def __init__(self, values: dict[str, dict[str, Any]], source: str):
+    def __init__(self, values: dict[str, dict[str, Any]], source: str, home: Path | None = None):
         self._values = MappingProxyType({k: MappingProxyType(dict(v)) for k, v in values.items()})
         self.source = source
+        self.home = home or Path.cwd()  # the instance folder: relative paths were resolved against it
 
     def __getitem__(self, key: str) -> Mapping[str, Any]:
         return self._values[key]
@@ -178,6 +184,10 @@ def _flatten(data: dict[str, Any], origin: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+# Variables of the command line, not settings: which config file, which instance folder, which log format.
+NOT_SETTINGS = {"MAILER_CONFIG", "MAILER_HOME", "MAILER_LOG_FORMAT"}
+
+
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     names = {
         "MAILER_" + f"{section}_{key}".replace(".", "_").upper(): (section, key)
@@ -186,7 +196,7 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     }
     out: dict[str, dict[str, Any]] = {}
     for var, value in environ.items():
-        if not var.startswith("MAILER_") or var == "MAILER_CONFIG":
+        if not var.startswith("MAILER_") or var in NOT_SETTINGS:
             continue
         if var not in names:
             raise ConfigError(f"environment: unknown setting {var}")
@@ -195,12 +205,23 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def home_folder(environ: Mapping[str, str] | None = None, home: str | os.PathLike | None = None) -> Path:
+    """The instance folder: `home` if given, else MAILER_HOME, else the folder of the file MAILER_CONFIG
+    names (its var/ is beside it), else the current folder; absolute."""
+    environ = os.environ if environ is None else environ
+    if not home and not environ.get("MAILER_HOME") and environ.get("MAILER_CONFIG"):
+        home = Path(environ["MAILER_CONFIG"]).expanduser().absolute().parent
+    return Path(home or environ.get("MAILER_HOME") or os.getcwd()).expanduser().absolute()
+
+
 def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None,
-         overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+         overrides: dict[str, dict[str, Any]] | None = None, home: str | os.PathLike | None = None) -> Config:
     """Load and validate the configuration; raise ConfigError naming the first bad key."""
     environ = os.environ if environ is None else environ
+    home = home_folder(environ, home)
     if path is None:
-        path = environ.get("MAILER_CONFIG") or ("config.toml" if Path("config.toml").exists() else None)
+        in_home = home / "config.toml"
+        path = environ.get("MAILER_CONFIG") or (in_home if in_home.exists() else None)
     values = {section: dict(keys) for section, keys in SCHEMA.items()}
     layers: list[tuple[str, dict[str, dict[str, Any]]]] = []
     source = "built-in defaults"
@@ -222,7 +243,29 @@ def load(path: str | os.PathLike | None = None, environ: Mapping[str, str] | Non
             for key, value in keys.items():
                 values[section][key] = _coerce(section, key, value, SCHEMA[section][key], origin)
     _validate(values)
-    return Config(values, source)
+    _resolve_paths(values, home)
+    return Config(values, source, home)
+
+
+def _resolve_paths(values: dict[str, dict[str, Any]], home: Path) -> None:
+    """Relative paths in the config name files in the instance folder, wherever the command runs."""
+    values["database"]["url"] = _sqlite_in(home, values["database"]["url"])
+    for section, key in (("mail", "maildir"), ("dkim", "private_key_file")):
+        if values[section][key]:
+            values[section][key] = str(home / values[section][key])
+
+
+def _sqlite_in(home: Path, url_text: str) -> str:
+    """A SQLite URL with a relative file made absolute in `home`; any other URL as it was."""
+    try:
+        url = make_url(url_text)
+    except ArgumentError:
+        return url_text  # the engine names a URL it cannot read, without echoing it
+    database = url.database or ""
+    if (url.get_backend_name() != "sqlite" or not database or database == ":memory:"
+            or database.startswith("file:") or Path(database).is_absolute()):
+        return url_text
+    return url.set(database=str(home / database)).render_as_string(hide_password=False)
 
 
 def _unflatten(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -255,6 +298,8 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     base_url = values["site"]["base_url"]
     if not base_url.startswith(("http://", "https://")):
         raise ConfigError(f"site.base_url must start with https:// (or http:// for local use), not {base_url!r}")
+    if values["scheduler"]["lease_seconds"] < 3:
+        raise ConfigError("scheduler.lease_seconds must be 3 or more")
     if values["admin"]["session_idle_hours"] < 1:
         raise ConfigError("admin.session_idle_hours must be 1 or more")
     for section, key in (("privacy", "keep_ip_days"), ("tracking", "keep_days")):
@@ -303,6 +348,7 @@ def secret_key(config: Config, var_dir: Path) -> str:
     configured = config["site"]["secret_key"]
     if configured:
         return configured
+    var_dir = config.home / var_dir  # a relative var/ is the instance folder's
     path = var_dir / "secret_key"
     if not path.exists():
         var_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -116,12 +116,14 @@ def _mailer(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(("toml", "env", "reason"), [
-    ('[site]\nnmae = "Typo"\n', {}, "mailer: config.toml: unknown key 'site.nmae'"),
+    ('[site]\nnmae = "Typo"\n', {}, "mailer: {home}/config.toml: unknown key 'site.nmae'"),
     ("", {"MAILER_DATABASE_URI": "sqlite:///x.db"}, "mailer: environment: unknown setting MAILER_DATABASE_URI"),
 ])
 def test_cli_with_a_bad_config_prints_one_line_and_exits_2(tmp_path, toml, env, reason):
     (tmp_path / "config.toml").write_text(toml)
     result = _mailer(tmp_path, "db", "upgrade", **env)
+    # The config file is named with its folder: a command may run from anywhere (MAILER_HOME, --home).
+    reason = reason.format(home=tmp_path)
     assert (result.returncode, result.stderr.splitlines(), result.stdout) == (2, [reason], "")
     assert not (tmp_path / "var").exists(), "a refused config must not create the database"
 

@@ -381,5 +381,6 @@ def test_unusable_dkim_key_is_one_line_from_the_cli(tmp_path, monkeypatch):
         '[dkim]\nselector = "mail"\ndomain = "news.example.org"\nprivate_key_file = "missing.key"\n')
     result = CliRunner().invoke(cli, ["worker", "--once"], obj={}, env={"MAILER_CONFIG": "config.toml"})
     assert result.exit_code == 2
-    assert result.output.strip() == ("mailer: dkim.private_key_file 'missing.key' cannot be read: "
+    # Named as the instance folder's file: the command may run from anywhere (MAILER_HOME, --home).
+    assert result.output.strip() == (f"mailer: dkim.private_key_file '{tmp_path}/missing.key' cannot be read: "
                                      "No such file or directory")

@@ -48,11 +48,11 @@ def _wait_until_healthy(url: str, server: subprocess.Popen, seconds: float = 20)
 
 @pytest.fixture
 def served(tmp_path):
-    """`python -m mailer db upgrade` then `python -m mailer serve` in an empty directory; yields (url, cwd)."""
+    """`python -m mailer init` then `python -m mailer serve` in an empty directory; yields (url, cwd)."""
     env = _environ()
-    upgrade = subprocess.run([sys.executable, "-m", "mailer", "db", "upgrade"], cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=60)
-    assert upgrade.returncode == 0, upgrade.stderr
+    init = subprocess.run([sys.executable, "-m", "mailer", "init"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mailer", "serve", "--port", str(port)], cwd=tmp_path,
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -43,8 +43,11 @@ def poll_feed(feed_id: int, *, timeout: float = operations.FETCH_TIMEOUT_SECONDS
         return None
     known = (feed.id, feed.url, feed.etag, feed.last_modified)
     session.commit()
-    return _poll(session, *known, timeout=timeout, max_bytes=max_bytes, before_commit=before_commit,
-                 block_private_addresses=current_app.config["MAILER"]["feeds"]["block_private_addresses"])
+    report = _poll(session, *known, timeout=timeout, max_bytes=max_bytes, before_commit=before_commit,
+                   block_private_addresses=current_app.config["MAILER"]["feeds"]["block_private_addresses"])
+    if report is not None:
+        log_poll(report)
+    return report
 
 
 def _poll(session, feed_id: int, url: str, etag: str, last_modified: str, *, timeout: float, max_bytes: int,
@@ -81,9 +84,17 @@ def _poll(session, feed_id: int, url: str, etag: str, last_modified: str, *, tim
     return report
 
 
+def log_poll(report: operations.PollReport) -> None:
+    """One line for one feed's poll (a warning when it failed), its figures as fields for JSON logs;
+    and one warning per entry it skipped."""
+    fields = {"feed_id": report.feed_id, "feed_url": report.url, "new": report.new, "updated": report.updated,
+              "unchanged": report.unchanged, "is_failed": report.is_failed}
+    (log.warning if report.is_failed else log.info)("%s", report.line(), extra=fields)
+    for skipped in report.skipped:
+        log.warning("%s: skipped %s", report.url, skipped)
+
+
 def poll_all() -> None:
     """The scheduled job: poll every feed and log one line per feed (and per skipped entry)."""
     for report in poll_feeds():
-        (log.warning if report.is_failed else log.info)("%s", report.line())
-        for skipped in report.skipped:
-            log.warning("%s: skipped %s", report.url, skipped)
+        log_poll(report)

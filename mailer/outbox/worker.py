@@ -378,9 +378,13 @@ def log_pass(tally: Tally, watch: RelayWatch | None = None) -> None:
     """One line for a pass that did something, and its relay errors."""
     if not tally.handled and not tally.errors:
         return
-    log.info(describe(tally, queue_depth()))
+    depth = queue_depth()
+    log.log(logging.WARNING if tally.failed else logging.INFO, describe(tally, depth),
+            extra={"sent": tally.sent, "deferred": tally.retrying, "failed": tally.failed,
+                   "reclaimed": tally.reclaimed, "queued": depth})
     for error, count in sorted(tally.errors.items()):
-        log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count)
+        log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count,
+                    extra={"relay_error": error, "messages": count})
     if watch is not None:
         watch.note(tally)
 

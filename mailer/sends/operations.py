@@ -185,8 +185,9 @@ def queue(session: Session, send: Send, *, skip=None) -> int:
     send.queued_at = now
     send.recipients_count = queued
     _store_archive(session, send)  # articles may have been edited since composing
-    log.info("queued %s %d to %d reader(s) in %d variant(s)", send.kind.value, send.id, queued,
-             sum(1 for count in counts.values() if count))
+    variants = sum(1 for count in counts.values() if count)
+    log.info("queued %s %d to %d reader(s) in %d variant(s)", send.kind.value, send.id, queued, variants,
+             extra={"send_id": send.id, "kind": send.kind.value, "readers": queued, "variants": variants})
     return queued
 
 
