@@ -227,6 +227,7 @@ def scheduler():
 
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
+    from mailer.api.cli import tokens
     from mailer.articles.cli import articles
     from mailer.digests.cli import digests, stats
     from mailer.editors.cli import users
@@ -242,6 +243,7 @@ def _register_domain_commands() -> None:
     cli.add_command(alerts)
     cli.add_command(stats)
     cli.add_command(users)
+    cli.add_command(tokens)
 
 
 _register_domain_commands()
