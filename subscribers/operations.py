@@ -166,7 +166,8 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
         # On the web form anyone may type anyone's address, and a name to go with it: until the owner
         # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
-        queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
+        # The API relays the blog's own public form: a stranger's words too.
+        queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source not in ("web", "api"),
                    confirm_url=emails.absolute_url(config, f"/confirm/{tokens.confirm_token(subscriber.id, email)}"),
                    confirm_days=config["signup"]["confirm_days"])
     return subscriber
