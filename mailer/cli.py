@@ -233,6 +233,7 @@ def _register_domain_commands() -> None:
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
     from mailer.topics.cli import topics
+    from mailer.webhooks.cli import webhooks
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
@@ -244,6 +245,7 @@ def _register_domain_commands() -> None:
     cli.add_command(stats)
     cli.add_command(users)
     cli.add_command(tokens)
+    cli.add_command(webhooks)
 
 
 _register_domain_commands()

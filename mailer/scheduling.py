@@ -26,6 +26,7 @@ BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     # another process would wait for this scheduler's next wake-up; a row is seen within a minute.
     "send-due-digests": ("mailer.digests.tasks:send_due_digests", "cron", {"minute": "*"}),
     "forget-sign-in-attempts": ("mailer.editors.tasks:forget_old_attempts", "interval", {"hours": 1}),
+    "deliver-webhooks": ("mailer.webhooks.tasks:deliver_events", "cron", {"minute": "*"}),
 }
 
 

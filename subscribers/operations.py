@@ -21,6 +21,7 @@ from mailer.outbox.operations import enqueue
 from mailer.privacy import queries as privacy_queries
 from mailer.topics.models import Topic
 from mailer.topics.operations import SLUG_RE
+from mailer.webhooks import operations as webhooks
 from subscribers import copy, tokens
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression
 
@@ -188,7 +189,9 @@ def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = Reques
     session.execute(delete(Suppression).where(or_(
         (Suppression.email == subscriber.email) & (Suppression.reason == "unsubscribed"),
         Suppression.email == erased_marker(subscriber.email))))
-    _record(subscriber, ConsentAction.confirmed, meta)
+    event = _record(subscriber, ConsentAction.confirmed, meta)
+    webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_CONFIRMED, subscriber, event,
+                                include_email=_config()["webhooks"]["include_email"])
     queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics])
     return True
 
@@ -201,7 +204,9 @@ def unsubscribe(session: Session, subscriber: Subscriber, meta: RequestMeta = Re
     subscriber.unsubscribed_at = clock.now()
     if session.scalar(select(Suppression).where(Suppression.email == subscriber.email)) is None:
         session.add(Suppression(email=subscriber.email, reason="unsubscribed", created_at=clock.now()))
-    _record(subscriber, ConsentAction.withdrawn, meta)
+    event = _record(subscriber, ConsentAction.withdrawn, meta)
+    webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_UNSUBSCRIBED, subscriber, event,
+                                include_email=_config()["webhooks"]["include_email"])
     return True
 
 
