@@ -49,11 +49,15 @@ def _bearer_secret() -> str:
     return secret.strip() if scheme.lower() == "bearer" else ""
 
 
+ENVIRON_KEY = "mailer.api_token"
+
+
 def _token():
-    """The live token of this request, or None; looked up once per request."""
-    if "api_token" not in g:
-        g.api_token = operations.authenticate(db.session, _bearer_secret())
-    return g.api_token
+    """The live token of this request, or None; looked up once per request (kept in the WSGI environ, which,
+    unlike `g`, is never shared with another request)."""
+    if ENVIRON_KEY not in request.environ:
+        request.environ[ENVIRON_KEY] = operations.authenticate(db.session, _bearer_secret())
+    return request.environ[ENVIRON_KEY]
 
 
 def _rate_key() -> str:
@@ -83,6 +87,7 @@ def _gate():
                               headers={"WWW-Authenticate": 'Bearer realm="api"'})
     if request.method not in READ_METHODS and token.scope != "write":
         raise errors.ApiError(403, "forbidden", "Forbidden: this token may only read; this route needs a write token.")
+    g.api_token = token
     if operations.mark_used(token):
         db.session.commit()
     if request.method not in READ_METHODS and request.get_data(cache=True):
