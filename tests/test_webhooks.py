@@ -266,3 +266,22 @@ def test_the_scheduler_runs_the_webhook_job_every_minute():
 
     assert BUILTIN_JOBS["deliver-webhooks"] == ("mailer.webhooks.tasks:deliver_events", "cron", {"minute": "*"})
     assert callable(tasks.deliver_events)
+
+
+def test_the_readme_verification_snippet_accepts_a_real_delivery_and_refuses_a_forgery(runner, session, receiver):
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent.joinpath("README.md").read_text()
+    section = readme[readme.index("## Webhooks"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    namespace: dict = {}
+    exec(snippet, namespace)  # the receiver's code, as a reader would copy it
+    secret = add_webhook(runner, receiver.url)
+    subscriber_operations.confirm(session, factories.subscriber(session, "a@example.org", state=SubscriberState.pending))
+    session.commit()
+    send_events(runner)
+    [received] = receiver.received
+    header = received.headers["X-Mailer-Signature"]
+    assert namespace["verify"](secret, received.body, header)
+    assert not namespace["verify"](secret, received.body.replace(b'"id":1', b'"id":2'), header)
+    assert not namespace["verify"]("whsec_guess", received.body, header)
