@@ -158,6 +158,8 @@ def test_the_api_needs_no_csrf_token_and_sets_no_cookie(client, write):
     ("/api/v1/articles", {"title": "Post", "canonical_url": "https://blog.example/p",
                           "actions": [{"label": "Go", "url": "https://x.example", "kind": "bribe"}]},
      "actions.0.kind", "Input should be"),
+    ("/api/v1/articles", {"title": "Post"}, "canonical_url", "needs a canonical_url or a guid"),
+    ("/api/v1/articles", {"title": "Post", "guid": "p-1", "topics": ["!!!"]}, "topics", "cannot make a topic"),
     ("/api/v1/schedules", {"cron": "every monday"}, "cron", "not a cron expression"),
     ("/api/v1/schedules", {"cron": "0 9 * * MON", "timezone": "Mars/Olympus"}, "timezone", "not a time zone"),
 ])
@@ -173,6 +175,13 @@ def test_a_malformed_body_is_400_naming_the_field(client, write, path, body, fie
 ])
 def test_a_body_that_is_not_a_json_object_is_400(client, write, kwargs):
     assert "JSON object" in _error(call(client, "POST", "/api/v1/topics", write, **kwargs), 400, "invalid_json", "body")
+
+
+def test_a_long_post_is_accepted_though_forms_stop_at_64_kb(client, write):
+    body = "<p>" + "Reports from Grozny. " * 10_000 + "</p>"  # about 210 KB
+    response = call(client, "POST", "/api/v1/articles", write,
+                    json={"title": "A long report", "guid": "p-long", "body": body})
+    assert response.status_code == 201, response.get_json()
 
 
 def test_a_bad_query_parameter_is_named(client, write):

@@ -18,6 +18,7 @@ from mailer.digests import operations as digest_operations
 from mailer.digests import queries as send_queries
 from mailer.digests import schedules
 from mailer.digests.models import Send
+from mailer.errors import TopicError
 from mailer.links import queries as link_queries
 from mailer.topics import operations as topic_operations
 from mailer.topics import queries as topic_queries
@@ -140,6 +141,16 @@ def _article_fields(json: ArticleIn) -> dict:
                          for a in json.actions])
 
 
+def _store(upsert) -> article_operations.Upserted:
+    """Store an article and commit; a topic label that makes no slug is the `topics` field's fault."""
+    try:
+        stored = upsert()
+    except TopicError as exc:
+        raise errors.ApiError(400, "invalid", f"topics: {exc}", "topics") from None
+    db.session.commit()
+    return stored
+
+
 @validate(json=ArticleIn, resp=Response(HTTP_201=ArticleOut, HTTP_200=ArticleOut, **WRITE_ERRORS),
                tags=["articles"])
 def push_article(json: ArticleIn):
@@ -148,8 +159,10 @@ def push_article(json: ArticleIn):
     The post is found again by `guid` (or `canonical_url`): 201 when new, 200 when it was stored before.
     The body is sanitised with nh3 as every imported article is; the next digest carries it.
     """
-    stored = article_operations.upsert_article(db.session, guid=json.guid, **_article_fields(json))
-    db.session.commit()
+    if not (json.guid or json.canonical_url):
+        raise errors.ApiError(400, "invalid", "canonical_url: a post needs a canonical_url or a guid, so that "
+                                              "pushing it again updates it instead of adding it twice", "canonical_url")
+    stored = _store(lambda: article_operations.upsert_article(db.session, guid=json.guid, **_article_fields(json)))
     return _article_out(stored.article), 201 if stored.is_new else 200
 
 
@@ -166,8 +179,7 @@ def update_article(article_id: int, json: ArticleIn):
     article = _get(Article, article_id, "article")
     if json.guid is not None and json.guid != article.guid:
         raise errors.ApiError(400, "invalid", "guid: an article's GUID cannot change; leave it out", "guid")
-    stored = article_operations.edit(db.session, article, **_article_fields(json))
-    db.session.commit()
+    stored = _store(lambda: article_operations.edit(db.session, article, **_article_fields(json)))
     return _article_out(stored.article)
 
 
