@@ -13,7 +13,7 @@ from mailer.articles.models import Article
 from mailer.outbox.models import OutboxMessage
 from subscribers.models import ConsentEvent, Subscriber, SubscriberState
 from tests import factories
-from tests.api import auth, call, token
+from tests.api import call, token
 from tests.conftest import FreshContextClient, make_config
 
 PETITION = {"label": "Sign the petition for Russia to intervene", "url": factories.PETITION_URL}
