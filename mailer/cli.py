@@ -324,6 +324,7 @@ def scheduler():
 
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
+    from mailer.api.cli import tokens
     from mailer.articles.cli import articles
     from mailer.digests.cli import digests
     from mailer.editors.cli import users
@@ -332,6 +333,7 @@ def _register_domain_commands() -> None:
     from mailer.outbox.cli import outbox
     from mailer.sends.cli import stats
     from mailer.topics.cli import topics
+    from mailer.webhooks.cli import webhooks
     from subscribers.cli import subscribers
 
     cli.add_command(subscribers)
@@ -346,6 +348,8 @@ def _register_domain_commands() -> None:
     cli.add_command(init)
     cli.add_command(doctor)
     cli.add_command(backup)
+    cli.add_command(tokens)
+    cli.add_command(webhooks)
 
 
 _register_domain_commands()

@@ -96,6 +96,15 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "confirm_days": 7,
         "rate_limit": "20 per hour",
     },
+    "api": {
+        "rate_limit": "300 per minute",
+    },
+    "webhooks": {
+        "timeout_seconds": 10,
+        "max_attempts": 8,
+        "lease_seconds": 120,
+        "include_email": False,
+    },
 }
 
 # One bare address: mail.from_address takes its display name from site.name.
@@ -316,6 +325,14 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
             limits.parse_many(rate_limit)
         except ValueError:
             raise ConfigError(f"signup.rate_limit must be a rate like '20 per hour', not {rate_limit!r}") from None
+    api_rate_limit = values["api"]["rate_limit"]
+    try:
+        limits.parse_many(api_rate_limit)
+    except ValueError:
+        raise ConfigError(f"api.rate_limit must be a rate like '300 per minute', not {api_rate_limit!r}") from None
+    for key in ("timeout_seconds", "max_attempts", "lease_seconds"):
+        if values["webhooks"][key] < 1:
+            raise ConfigError(f"webhooks.{key} must be 1 or more")
     for key in ("username", "password"):
         if not values["mail.smtp"][key].isascii():
             # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).

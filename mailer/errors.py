@@ -75,3 +75,11 @@ class LoginRefused(MailerError):
 
 class PrivacyError(MailerError):
     """A privacy notice cannot be published that way (a version taken or malformed, an empty body)."""
+
+
+class ApiTokenError(MailerError):
+    """An API token cannot be made or changed that way (an unknown scope, already revoked)."""
+
+
+class WebhookError(MailerError):
+    """A webhook cannot be added or changed that way (not an http(s) URL, an unknown event)."""

@@ -37,6 +37,7 @@ BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     "reduce-old-deliveries": ("mailer.sends.tasks:reduce_old_rows", "interval", {"hours": 1}),
     # privacy.keep_ip_days and tracking.keep_days are counted in days: an hourly pass keeps them to the hour.
     "apply-retention": ("mailer.privacy.tasks:apply_retention", "interval", {"hours": 1}),
+    "deliver-webhooks": ("mailer.webhooks.tasks:deliver_events", "cron", {"minute": "*"}),
 }
 
 

@@ -25,6 +25,7 @@ from mailer.privacy import queries as privacy_queries
 from mailer.topics.models import Topic
 from mailer.topics.operations import SLUG_RE
 from mailer.webhooks.models import WebhookDelivery
+from mailer.webhooks import operations as webhooks
 from subscribers import copy, tokens
 from subscribers.models import ConsentAction, ConsentEvent, InboxProof, Subscriber, SubscriberState, Suppression
 
@@ -178,7 +179,8 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
         # On the web form anyone may type anyone's address, and a name to go with it: until the owner
         # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
-        queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
+        # The API relays the blog's own public form: a stranger's words too.
+        queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source not in ("web", "api"),
                    confirm_url=emails.absolute_url(config, "/confirm/" + tokens.confirm_token(
                        subscriber.id, email, subscriber.token_version)),
                    confirm_days=config["signup"]["confirm_days"])
@@ -200,7 +202,9 @@ def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = Reques
     session.execute(delete(Suppression).where(or_(
         (Suppression.email == subscriber.email) & (Suppression.reason == "unsubscribed"),
         Suppression.email.in_(erased_markers(subscriber.email, _secret_key())))))
-    _record(subscriber, ConsentAction.confirmed, meta)
+    event = _record(subscriber, ConsentAction.confirmed, meta)
+    webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_CONFIRMED, subscriber, event,
+                                include_email=_config()["webhooks"]["include_email"])
     queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics])
     return True
 
@@ -213,7 +217,9 @@ def unsubscribe(session: Session, subscriber: Subscriber, meta: RequestMeta = Re
     subscriber.unsubscribed_at = clock.now()
     if session.scalar(select(Suppression).where(Suppression.email == subscriber.email)) is None:
         session.add(Suppression(email=subscriber.email, reason="unsubscribed", created_at=clock.now()))
-    _record(subscriber, ConsentAction.withdrawn, meta)
+    event = _record(subscriber, ConsentAction.withdrawn, meta)
+    webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_UNSUBSCRIBED, subscriber, event,
+                                include_email=_config()["webhooks"]["include_email"])
     return True
 
 

@@ -8,7 +8,7 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from mailer import clock, db
-from mailer.admin import accounts, alerts, articles, auth, dashboard, digest, feeds, privacy, sends, topics
+from mailer.admin import accounts, alerts, articles, auth, dashboard, digest, feeds, privacy, sends, topics, webhooks
 from mailer.admin import subscribers as subscriber_room
 from mailer.editors import operations as editor_operations
 
@@ -32,6 +32,7 @@ MENU = [
     ("admin.privacy.index", "Privacy notice", True),
     ("admin.accounts.index", "Accounts", True),
     ("admin.accounts.audit", "Audit log", True),
+    ("admin.webhooks.index", "Webhooks", True),
 ]
 
 
@@ -90,5 +91,6 @@ def _menu():
 
 
 # Each room is a blueprint of its own, nested here once (a blueprint registers its children per app).
-for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, subscriber_room, privacy, accounts):
+for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, subscriber_room, privacy, accounts,
+              webhooks):
     blueprint.register_blueprint(_room.blueprint)

@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 from mailer import clock
 from mailer.links.models import Click, Link
 from mailer.errors import InvalidToken, NotFound
-from mailer.links.queries import OPEN
+from mailer.links.queries import OPEN, READ
 from mailer.links.tokens import LinkToken
+from mailer.webhooks import operations as webhooks
 from subscribers.models import Subscriber
 
 # Only these schemes are ever redirected to, whatever a Link row says.
@@ -23,7 +24,9 @@ def record_click(session: Session, sealed: LinkToken) -> Link:
     (an erased subscriber's old mail counts anonymously).
     """
     link = link_to_follow(session, sealed)
-    _add_click(session, link, sealed)
+    click = _add_click(session, link, sealed)
+    if link.kind not in (READ, OPEN) and not click.is_scanner:
+        webhooks.action_clicked(session, click, link)
     return link
 
 
@@ -52,11 +55,12 @@ def _sealed_link(session: Session, sealed: LinkToken) -> Link:
     return link
 
 
-def _add_click(session: Session, link: Link, sealed: LinkToken) -> None:
+def _add_click(session: Session, link: Link, sealed: LinkToken) -> Click:
     subscriber_id = sealed.subscriber_id
     if not current_app.config["MAILER"]["tracking"]["per_recipient"]:
         subscriber_id = None
     elif subscriber_id is not None and session.get(Subscriber, subscriber_id) is None:
         subscriber_id = None
-    session.add(Click(link_id=link.id, send_id=link.send_id, subscriber_id=subscriber_id,
-                      clicked_at=clock.now()))
+    click = Click(link_id=link.id, send_id=link.send_id, subscriber_id=subscriber_id, clicked_at=clock.now())
+    session.add(click)
+    return click

@@ -1,0 +1,24 @@
+"""Helpers for JSON API tests: tokens and authorised requests."""
+
+from __future__ import annotations
+
+from mailer import db
+from mailer.api import operations
+
+
+def token(scope: str = "write", name: str = "blog CMS") -> str:
+    """A new token's secret, committed."""
+    new = operations.create(db.session, scope, name)
+    db.session.commit()
+    return new.secret
+
+
+def auth(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def call(client, method: str, path: str, secret: str | None, **kwargs):
+    headers = kwargs.pop("headers", {})
+    if secret is not None:
+        headers = {**auth(secret), **headers}
+    return client.open(path, method=method, headers=headers, **kwargs)
