@@ -91,3 +91,39 @@ def test_atom_feed_of_an_empty_archive_is_still_valid(client):
 
 def test_empty_archive_page_says_so(client):
     assert "Nothing has been sent yet." in client.get("/archive/").get_data(as_text=True)
+
+
+def test_view_in_your_browser_opens_the_readers_own_variant_without_their_tokens(app, session, client, config):
+    import re
+
+    from sqlalchemy import select
+
+    from mailer.digests import operations as digest_operations
+    from mailer.sends import operations as send_operations
+    from mailer.sends.models import SendVariant
+
+    factories.fixed_articles(session)
+    factories.subscriber(session, "climate@example.org", topics=["climate"])
+    factories.subscriber(session, "all@example.org")
+    send = digest_operations.compose_next(session)
+    send_operations.queue(session, send)
+    session.commit()
+    slug = send.slug
+    variants = {v.topic_key: v.id for v in session.scalars(select(SendVariant))}
+    session.rollback()
+    by_reader = {env.rcpt_to: env.content.replace(b"=\r\n", b"").decode() for env in factories.deliver(config)}
+    for reader, key in (("climate@example.org", "climate"), ("all@example.org", "")):
+        mail = by_reader[reader]
+        url = re.search(r'href=3D"https://news\.example\.org(/archive/[\w-]+/\d+)"', mail).group(1)
+        assert url == f"/archive/{slug}/{variants[key]}"
+        page = client.get(url)
+        assert page.status_code == 200 and "default-src 'none'" in page.headers["Content-Security-Policy"]
+        html = page.get_data(as_text=True)
+        assert "/preferences/" not in html and "/unsubscribe/" not in html  # nobody's tokens
+    climate_page = client.get(f"/archive/{slug}/{variants['climate']}").get_data(as_text=True)
+    everything = client.get(f"/archive/{slug}/{variants['']}").get_data(as_text=True)
+    assert "Climate March" in climate_page and "Chechen" not in climate_page  # only what that reader got
+    assert "Chechen" in everything
+    # Another send's variant, a variant that is not a number or a huge one: a 404 page.
+    for url in (f"/archive/{slug}/999", f"/archive/{slug}/x", f"/archive/{slug}/{2**63}", "/archive/nothing/1"):
+        assert client.get(url).status_code == 404

@@ -19,7 +19,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -151,7 +151,7 @@ def queue(session: Session, send: Send, *, skip=None) -> int:
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
     views = article_views(session, send, placeholders)
-    settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
+    base_settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
     compose = _composer(send)
     renders: dict[frozenset[str], DigestParts | None] = {}
     priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
@@ -161,13 +161,22 @@ def queue(session: Session, send: Send, *, skip=None) -> int:
         added = 0
         for key in sorted(keys):
             topic_set = queries.topic_set_of(key)
+            if renders.get(topic_set, True) is None:  # nothing for the topics these readers follow
+                continue
+            variant = SendVariant(send_id=send.id, topic_key=key, subject="", text="", html="",
+                                  placeholder=placeholders.marker)
+            session.add(variant)
+            session.flush()
             if topic_set not in renders:
+                # "View in your browser" opens this render, the one these readers get, without their tokens.
+                settings = replace(base_settings, archive_url=variant_url(config, send, variant.id))
                 renders[topic_set] = compose(views, topic_set, settings)
             parts = renders[topic_set]
-            if parts is not None:  # None: nothing for the topics these readers follow
-                session.add(SendVariant(send_id=send.id, topic_key=key, subject=parts.subject, text=parts.text,
-                                        html=parts.html, placeholder=placeholders.marker))
-                added += 1
+            if parts is None:
+                session.delete(variant)
+                continue
+            variant.subject, variant.text, variant.html = parts.subject, parts.text, parts.html
+            added += 1
         session.flush()
         return added
 
@@ -224,16 +233,45 @@ def archive_url(config: Config, send: Send) -> str:
     return emails.absolute_url(config, f"/archive/{send.slug}")
 
 
-def _store_archive(session: Session, send: Send) -> None:
-    """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
+def variant_url(config: Config, send: Send, variant_id: int) -> str:
+    """The web version of one variant: the send as the readers of one topic set got it."""
+    return emails.absolute_url(config, f"/archive/{send.slug}/{variant_id}")
+
+
+def variant_web_version(session: Session, send: Send, variant: SendVariant) -> emails.Rendered | None:
+    """A variant as a public page: composed again for its topic set as the web version, with anonymous
+    tracked links and no personal ones (the mail's own render holds the readers' placeholders)."""
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, archive_url(config, send), placeholders, is_archive=True,
+    settings = DigestSettings(config, variant_url(config, send, variant.id), placeholders, is_archive=True,
                               editor_note=send.editor_note)
-    # The empty topic set follows everything: the web version shows all a send carries.
-    parts = _composer(send)(article_views(session, send, placeholders), frozenset(), settings)
+    parts = _composer(send)(article_views(session, send, placeholders), queries.topic_set_of(variant.topic_key),
+                            settings)
     if parts is None:
+        return None
+    return personalise(parts, placeholders, lambda name: delivery.tracked_url(config, send.id, name, None))
+
+
+def _store_archive(session: Session, send: Send) -> None:
+    """Render the web version (every article, anonymous link tokens, no personal links) onto the send."""
+    # The empty topic set follows everything: the web version shows all a send carries.
+    rendered, parts = _web_version(session, send, frozenset(), archive_url(_config(), send))
+    if rendered is None:
         raise DigestError(f"send {send.id} carries no articles")
+    send.subject, send.preheader = rendered.subject, parts.preheader
+    send.archive_html, send.archive_text = rendered.html, rendered.text
+
+
+def _web_version(session: Session, send: Send, topic_set: frozenset[str],
+                 url: str) -> tuple[emails.Rendered | None, DigestParts | None]:
+    """`send` for readers of `topic_set` as a public page at `url`: anonymous tracked links, no personal
+    ones. (None, None) when nothing in it is for those topics."""
+    config = _config()
+    placeholders = Placeholders(secrets.token_hex(8))
+    settings = DigestSettings(config, url, placeholders, is_archive=True, editor_note=send.editor_note)
+    parts = _composer(send)(article_views(session, send, placeholders), topic_set, settings)
+    if parts is None:
+        return None, None
     anonymous: dict[str, str] = {}
 
     def value_of(name: str) -> str:
@@ -241,9 +279,7 @@ def _store_archive(session: Session, send: Send) -> None:
             anonymous[name] = delivery.tracked_url(config, send.id, name, None)
         return anonymous[name]
 
-    rendered = personalise(parts, placeholders, value_of)
-    send.subject, send.preheader = rendered.subject, parts.preheader
-    send.archive_html, send.archive_text = rendered.html, rendered.text
+    return personalise(parts, placeholders, value_of), parts
 
 
 def _composer(send: Send) -> Callable[[list[ArticleView], frozenset[str], DigestSettings], DigestParts | None]:

@@ -143,6 +143,14 @@ def variant_counts(session: Session, send_id: int) -> dict[int, int]:
                                 .group_by(OutboxMessage.variant_id)).all())
 
 
+def variant_of(session: Session, send_id: int, variant_id: int) -> SendVariant | None:
+    """A variant of this send (None for another send's, or an id no row could have)."""
+    if not 0 < variant_id < 2**31:
+        return None
+    variant = session.get(SendVariant, variant_id)
+    return variant if variant is not None and variant.send_id == send_id else None
+
+
 def links_of(session: Session, send_id: int) -> list[Link]:
     return list(session.scalars(select(Link).where(Link.send_id == send_id).order_by(Link.id)))
 

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from flask import Response, current_app, render_template
 
 from mailer import clock, db, emails
-from mailer.sends import queries
+from mailer.sends import operations, queries
 from mailer.errors import NotFound
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -25,7 +25,22 @@ def show(slug: str):
     send = queries.archived_send(db.session, slug)
     if send is None:
         raise NotFound("There is no update at this address.")
-    response = Response(send.archive_html, mimetype="text/html")
+    return _web_page(send.archive_html)
+
+
+def show_variant(slug: str, variant_id: int):
+    """The web version of one variant: the send as the readers of one topic set got it ("View in your
+    browser" in their mail), with anonymous links and no personal ones."""
+    send = queries.archived_send(db.session, slug)
+    variant = queries.variant_of(db.session, send.id, variant_id) if send is not None else None
+    rendered = operations.variant_web_version(db.session, send, variant) if variant is not None else None
+    if rendered is None:
+        raise NotFound("There is no update at this address.")
+    return _web_page(rendered.html)
+
+
+def _web_page(html: str) -> Response:
+    response = Response(html, mimetype="text/html")
     # The page is mail: inline styles and remote images, never scripts or frames.
     response.headers["Content-Security-Policy"] = WEB_VERSION_POLICY
     return response
