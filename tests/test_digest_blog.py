@@ -13,12 +13,13 @@ from sqlalchemy import select
 
 from mailer import emails
 from mailer.articles.models import Article
-from mailer.digests.compose import compose_digest, text_of
+from mailer.articles import queries
+from mailer.digests.compose import ArticleView, Placeholders, compose_digest, text_of
 from mailer.feeds.models import Feed
 from subscribers import operations as subscriber_operations
 from tests.contract import check_message
 from tests.test_digest_compose import make_config, placeholders, settings, views  # noqa: F401  (a fixture)
-from tests.test_feed_actions import BLOG, CHECHNYA, SAFE_ROUTES, poll
+from tests.test_feed_actions import BLOG, CHECHNYA, SAFE_ROUTES, atom, entry, poll
 from tests.test_feeds import add, feed_server, static  # noqa: F401  (a fixture)
 
 POST = ('<h2>What the bill does</h2><p>It ends the last <em>safe</em> routes. See '
@@ -88,6 +89,23 @@ def test_a_feed_added_for_full_posts_and_its_image_words(runner, session, feed_s
     assert images[CHECHNYA] == ("https://accidentallyalex.example/images/argun.jpg",
                                 "Police station in Argun, Chechnya")
     assert images[SAFE_ROUTES] == ("https://accidentallyalex.example/images/vote.jpg", "")
+
+    # What composing reads: these articles' feed sends whole posts; another feed's article does not.
+    feed_server.routes["/summary.atom"] = static(atom(entry("Short one", "<p>Only a summary.</p>", guid="urn:x:s")))
+    add(runner, feed_server.url("/summary.atom"))
+    poll(runner)
+    ids = {a.title: a.id for a in session.scalars(select(Article))}
+    assert queries.full_content_ids(session, list(ids.values())) == {ids[CHECHNYA], ids[SAFE_ROUTES]}
+    assert queries.full_content_ids(session, []) == set()
+    # A digest of them, built as the send's article views will be: the whole post, its words for the image.
+    article = session.get(Article, ids[CHECHNYA])
+    view = ArticleView(id=article.id, title=article.title, summary=article.summary, url="",
+                       published_at=article.published_at, body_html=article.body_html, image_url=article.image_url,
+                       image_alt=article.image_alt, is_full=article.id in {ids[CHECHNYA]})
+    placeholders = Placeholders("full")
+    parts = compose_digest([view], frozenset(), settings(placeholders))
+    assert 'alt="Police station in Argun, Chechnya"' in parts.html
+    assert "This follows the purge of 2017" in parts.html and "This follows the purge of 2017" in parts.text
 
 
 def test_welcome_mail_says_what_comes_and_links_to_the_archive(session, deliver, config):
