@@ -244,3 +244,34 @@ def test_every_call_to_act_in_the_blogs_feed_is_a_tracked_button_in_the_digest(
             assert f"{label}: https://news.example.org/l/" in parts["text"]
     # No button goes anywhere but through /l/: the post's own URLs are sealed in the tokens.
     assert PETITION not in html and "lgbtnet.org" not in html
+
+
+def test_the_workspace_feed_page_sets_both_options_audited_and_refuses_others(runner, session, client,
+                                                                               feed_server):
+    from mailer.editors.models import AuditEvent
+
+    feed_server.routes["/feed.atom"] = static(BLOG)
+    add(runner, feed_server.url("/feed.atom"))
+    make_editor()
+    sign_in(client)
+    page = f"/admin/feeds/{session.scalar(select(Feed.id))}"
+    shown = client.get(page).get_data(as_text=True)
+    assert 'id="actions-on" name="actions" value="on" checked' in shown
+    assert 'id="content-summary" name="content" value="summary" checked' in shown
+
+    response = post_form(client, page, f"{page}/options", actions="off", content="full")
+    assert response.status_code == 302
+    session.remove()
+    feed = session.scalar(select(Feed))
+    assert (feed.reads_actions, feed.full_content) == (False, True)
+    assert session.scalar(select(AuditEvent.detail).where(AuditEvent.action == "feed.options")) == \
+        "calls to act off, digests carry full"
+    poll(runner)
+    assert actions_of(session, CHECHNYA) == []
+
+    refused = post_form(client, page, f"{page}/options", actions="sometimes", content="full")
+    assert refused.status_code == 400 and "Choose one of the offered options." in refused.get_data(as_text=True)
+    no_token = client.post(f"{page}/options", data={"actions": "on", "content": "summary"})
+    assert no_token.status_code == 400
+    session.remove()
+    assert session.scalar(select(Feed.reads_actions)) is False

@@ -422,6 +422,16 @@ def set_feed_topics(session: Session, feed: Feed, topics: list[Topic]) -> None:
     session.flush()
 
 
+def set_feed_options(session: Session, feed: Feed, *, reads_actions: bool, full_content: bool) -> None:
+    """Whether `feed`'s entries are read for calls to act, and whether digests carry its posts whole (no commit).
+
+    From the next poll on: turning calls to act off leaves the action links already stored as they are.
+    """
+    feed.reads_actions = reads_actions
+    feed.full_content = full_content
+    session.flush()
+
+
 def remove_feed(session: Session, feed: Feed) -> int:
     """Stop polling `feed` (no commit); the articles it brought stay, without a feed. Returns how many."""
     kept = session.execute(update(Article).where(Article.feed_id == feed.id).values(feed_id=None)).rowcount
