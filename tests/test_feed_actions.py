@@ -275,3 +275,35 @@ def test_the_workspace_feed_page_sets_both_options_audited_and_refuses_others(ru
     assert no_token.status_code == 400
     session.remove()
     assert session.scalar(select(Feed.reads_actions)) is False
+
+
+def test_the_workspace_hands_the_buttons_back_to_the_feed(runner, session, client, feed_server):
+    def conditional(handler):
+        if handler.headers.get("If-None-Match") == '"v1"':
+            handler.send_response(304)
+            handler.end_headers()
+        else:
+            static(BLOG, headers={"ETag": '"v1"'})(handler)
+
+    feed_server.routes["/feed.atom"] = conditional
+    add(runner, feed_server.url("/feed.atom"))
+    poll(runner)
+    article = session.scalar(select(Article).where(Article.title == CHECHNYA))
+    article_operations.edit(session, article, title=CHECHNYA, body=article.body_source,
+                            actions=[ActionDraft("Call the embassy", "https://example.org/embassy")])
+    session.commit()
+    make_editor()
+    sign_in(client)
+    page = f"/admin/articles/{article.id}"
+    shown = client.get(page).get_data(as_text=True)
+    assert "These links were changed by an editor" in shown
+    response = post_form(client, page, page, title=CHECHNYA, body=article.body_source, canonical_url="",
+                         image_url="", published_at="", feed_actions="yes", **{
+                             "action-0-label": "Call the embassy", "action-0-url": "https://example.org/embassy",
+                             "action-0-kind": "call", "action-0-position": "1"})
+    assert response.status_code == 302
+    session.remove()
+    assert session.scalar(select(Article.actions_edited).where(Article.title == CHECHNYA)) is False
+    # The feed has not changed (it would answer 304), yet its next poll reads it whole and the links return.
+    assert "not modified" not in poll(runner)
+    assert actions_of(session, CHECHNYA) == SEED_ACTIONS[CHECHNYA]

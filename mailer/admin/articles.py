@@ -92,6 +92,9 @@ def _edit_page(article: Article | None):
             result = operations.edit(db.session, article, **fields)
             if result.is_changed:
                 audit("article.update", result.article, result.article.title)
+            if request.form.get("feed_actions") == "yes" and article.actions_edited:
+                operations.return_actions_to_feed(db.session, article)
+                audit("article.actions_to_feed", article, article.title)
     except ArticleError as exc:
         db.session.rollback()
         return _render(form, article, rows, chosen, error=str(exc))

@@ -294,6 +294,16 @@ def edit(session: Session, article: Article, **fields) -> Upserted:
     return upsert_article(session, guid=article.guid, actions_by_editor=True, **fields)
 
 
+def return_actions_to_feed(session: Session, article: Article) -> None:
+    """Let the article's feed set its action links again from its next poll (undoes `actions_edited`)."""
+    article.actions_edited = False
+    article.updated_at = clock.now()
+    feed = session.get(Feed, article.feed_id) if article.feed_id is not None else None
+    if feed is not None:
+        # Forget the validators: the next poll reads the whole feed, not "304 Not Modified".
+        feed.etag = feed.last_modified = ""
+
+
 def unpublish(session: Session, article: Article) -> None:
     """Withdraw an article: no later digest or alert carries it (sends that did keep it)."""
     if article.unpublished_at is None:
