@@ -105,6 +105,7 @@ def test_a_feed_added_for_full_posts_and_its_image_words(runner, session, feed_s
     placeholders = Placeholders("full")
     parts = compose_digest([view], frozenset(), settings(placeholders))
     assert 'alt="Police station in Argun, Chechnya"' in parts.html
+    assert parts.html.count("images/argun.jpg") == 1  # the whole post holds its picture: not shown twice
     assert "This follows the purge of 2017" in parts.html and "This follows the purge of 2017" in parts.text
 
 

@@ -299,19 +299,19 @@ def _image(entry: dict, body_html: str) -> tuple[str, str]:
 
     The words (alt) come from the feed: Media RSS's description, or the body's <img alt> for that image.
     """
-    candidates = [(m.get("url"), "") for m in entry.get("media_thumbnail") or []]
-    candidates += [(m.get("url"), "") for m in entry.get("media_content") or []
+    described = entry.get("media_description") or ""  # Media RSS: the words that go with its pictures
+    candidates = [(m.get("url"), described) for m in entry.get("media_thumbnail") or []]
+    candidates += [(m.get("url"), described) for m in entry.get("media_content") or []
                    if m.get("medium") == "image" or (m.get("type") or "").startswith("image/")]
     candidates += [(link.get("href"), link.get("title") or "") for link in entry.get("links") or []
                    if link.get("rel") == "enclosure" and (link.get("type") or "").startswith("image/")]
     in_body = _body_images(body_html)
     candidates += in_body
     alt_in_body = {src: alt for src, alt in reversed(in_body)}
-    described = plain_text(entry.get("media_description") or "")
     for url, alt in candidates:
         url = _http_or_empty(url)
         if url:
-            return url, plain_text(alt) or alt_in_body.get(url, "") or described
+            return url, plain_text(alt) or plain_text(alt_in_body.get(url, ""))
     return "", ""
 
 
