@@ -77,6 +77,11 @@ class _Segment:
 
     parts: list[str] = field(default_factory=list)
     links: list[_Link] = field(default_factory=list)
+    length: int = 0  # characters in `parts`, kept as they come (a segment may hold thousands of links)
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+        self.length += len(text)
 
     @property
     def text(self) -> str:
@@ -98,12 +103,12 @@ class _Reader(HTMLParser):
             self._link = None
             self._break()
         elif tag == "a":
-            self._link = _Link(href=dict(attrs).get("href") or "", start=len("".join(self.segments[-1].parts)))
+            self._link = _Link(href=dict(attrs).get("href") or "", start=self.segments[-1].length)
             self.segments[-1].links.append(self._link)
         elif tag == "img" and self._link is not None:
             alt = dict(attrs).get("alt") or ""
             self._link.text += alt
-            self.segments[-1].parts.append(alt)
+            self.segments[-1].add(alt)
 
     def handle_endtag(self, tag):
         if tag == "a":
@@ -113,7 +118,7 @@ class _Reader(HTMLParser):
             self._break()
 
     def handle_data(self, data):
-        self.segments[-1].parts.append(data)
+        self.segments[-1].add(data)
         if self._link is not None:
             self._link.text += data
 
@@ -141,7 +146,7 @@ def _label(link: _Link, segment: _Segment, is_first: bool, is_platform: bool) ->
     link_text = " ".join(link.text.split())
     if CALL_TO_ACT.match(link_text):
         return link_text
-    segment_text = segment.text
+    segment_text = segment.text if is_first else ""
     if is_first and CALL_TO_ACT.match(segment_text):
         # "Sign the petition: <a>https://…</a>" and "Call your MP: <a>find the number</a>" say it before the
         # colon; "Donate here to support the work of <a>the Network</a>" needs the link's words too.
