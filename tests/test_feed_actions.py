@@ -103,6 +103,33 @@ def test_the_same_action_twice_is_one_button_and_500_links_are_bounded():
     assert [a.url for a in found] == [f"https://example.org/p/{n}" for n in range(MAX_ACTIONS)]
 
 
+def test_whatever_the_post_holds_buttons_are_web_addresses_once_each_in_order_and_few():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = st.sampled_from(["Sign the petition", "Donate", "Write to your MP", "read more", "here", "Help",
+                             "Join us", "the report", "", "Act now", "Call your MP:"])
+    hrefs = st.sampled_from(["https://example.org/a", "https://EXAMPLE.org/a#x", "http://example.org/b",
+                             "javascript:alert(1)", "data:text/html,x", "mailto:x@example.org", "/donate",
+                             "https://www.change.org/p/c", "https://donorbox.org/d", "ftp://example.org/f", ""])
+    blocks = st.lists(st.tuples(st.sampled_from(["p", "li", "h2", "td"]), words, hrefs, words), max_size=40)
+
+    @settings(max_examples=200, deadline=None)
+    @given(blocks)
+    def check(parts):
+        html = "".join(f'<{tag}>{before} <a href="{href}">{text}</a></{tag}>' for tag, before, href, text in parts)
+        found = actions_from_html(html)
+        urls = [a.url for a in found]
+        assert all(url.startswith(("http://", "https://")) for url in urls)
+        assert len(found) <= MAX_ACTIONS and all(a.label.strip() for a in found)
+        identities = [url.split("#")[0].lower() for url in urls]
+        assert len(set(identities)) == len(identities)
+        order = [next(i for i, (_, _, href, _) in enumerate(parts) if href == url) for url in urls]
+        assert order == sorted(order)
+
+    check()
+
+
 # ---- from a feed ---------------------------------------------------------------------------------
 
 def test_seed_articles_as_the_blog_publishes_them_carry_their_calls_to_act(runner, session, feed_server):
