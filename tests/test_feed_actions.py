@@ -337,3 +337,15 @@ def test_the_workspace_hands_the_buttons_back_to_the_feed(runner, session, clien
     # The feed has not changed (it would answer 304), yet its next poll reads it whole and the links return.
     assert "not modified" not in poll(runner)
     assert actions_of(session, CHECHNYA) == SEED_ACTIONS[CHECHNYA]
+
+
+def test_an_article_written_in_the_workspace_keeps_its_buttons_when_the_feed_brings_its_url(
+        runner, session, feed_server):
+    article_operations.create_in_workspace(
+        session, title=CHECHNYA, canonical_url="https://accidentallyalex.example/2026/11/chechen-lgbt-purge-resumes",
+        body="Written first in the workspace.", actions=[ActionDraft("Call the embassy", "https://example.org/e")])
+    session.commit()
+    feed_server.routes["/feed.atom"] = static(BLOG)
+    add(runner, feed_server.url("/feed.atom"))
+    assert "1 new, 1 updated" in poll(runner)  # the same post: found by its URL, its text now the feed's
+    assert actions_of(session, CHECHNYA) == [("Call the embassy", "https://example.org/e", ActionKind.call)]

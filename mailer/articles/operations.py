@@ -278,6 +278,7 @@ def create_in_workspace(session: Session, *, title: str, canonical_url: str | No
     guid = WORKSPACE_GUID_PREFIX + _unique_slug(session, one_line(title, MAX_TITLE) or "article")
     if session.scalar(select(Article.id).where(Article.guid == guid)) is not None:
         raise ArticleError("another article was just stored under the same title; save again")
+    fields.setdefault("actions_by_editor", True)  # a feed that later carries the same URL keeps the editor's
     return upsert_article(session, guid=guid, canonical_url=canonical_url, title=title, **fields)
 
 
