@@ -9,6 +9,7 @@ import dataclasses
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from mailer import emails
@@ -125,3 +126,32 @@ def test_welcome_mail_names_the_schedule_when_it_is_given(config):
     rendered = emails.render("welcome", config, name="", topics=["Ukraine"], preferences_url="https://p",
                              unsubscribe_url="https://u", digest_schedule="every Monday morning")
     assert "A digest of the new articles on Ukraine, every Monday morning." in rendered.text
+
+
+@pytest.mark.browser
+def test_in_dark_mode_the_digest_turns_dark_and_stays_readable(chromium, frozen_clock, placeholders):
+    from mailer.digests.compose import personalise
+    from mailer.links.views import PIXEL
+    from tests.test_digest_compose import fill
+
+    html = personalise(compose_digest(views(placeholders), frozenset(), settings(placeholders)), placeholders,
+                       fill).html
+    colours = {}
+    for scheme in ("light", "dark"):
+        page = chromium.new_page(color_scheme=scheme)
+        page.route("**/*", lambda route: route.fulfill(status=200, body=PIXEL, content_type="image/gif"))
+        page.set_content(html)
+        colours[scheme] = page.evaluate("""() => ({
+            container: getComputedStyle(document.querySelector('.container')).backgroundColor,
+            heading: getComputedStyle(document.querySelector('h1 a')).color,
+            button: getComputedStyle(document.querySelector('a.action')).color,
+            buttonBackground: getComputedStyle(document.querySelector('a.action')).backgroundColor,
+            preheaderShown: document.querySelector('.preheader').getBoundingClientRect().height > 0,
+        })""")
+        page.close()
+    assert colours["light"]["container"] == "rgb(255, 255, 255)" and colours["light"]["heading"] == "rgb(29, 29, 31)"
+    assert colours["dark"]["container"] == "rgb(28, 28, 33)" and colours["dark"]["heading"] == "rgb(232, 232, 236)"
+    for scheme in ("light", "dark"):  # white on the red button either way; the preheader never shows
+        assert colours[scheme]["button"] == "rgb(255, 255, 255)"
+        assert colours[scheme]["buttonBackground"] == "rgb(179, 38, 30)"
+        assert colours[scheme]["preheaderShown"] is False
