@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
