@@ -86,7 +86,8 @@ def test_link_text_paragraph_and_platform_make_calls_to_act_in_the_posts_order()
 
 @pytest.mark.parametrize("href", ["javascript:alert(document.cookie)", " JavaScript:alert(1)",
                                   "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
-                                  "vbscript:msgbox", "mailto:donate@example.org", "/donate", ""])
+                                  "vbscript:msgbox", "mailto:donate@example.org", "/donate", "",
+                                  "https://[broken/donate", "http://"])
 def test_a_donate_link_that_is_no_web_address_is_dropped(href):
     html = f'<p><a href="{href}">Donate now</a></p><p><a href="https://example.org/ok">Donate here</a></p>'
     assert actions_from_html(html) == [ActionDraft("Donate here", "https://example.org/ok")]

@@ -48,7 +48,7 @@ _OWN_ACTION_PATH = re.compile(r"(?i)^(?:/[a-z]{2}(?:-[a-z]{2})?)?/(?:donate|dona
 # At most this many action links per article: a button row, not a link farm (an entry may carry 500 links).
 MAX_ACTIONS = 10
 # A paragraph longer than this is prose, not a button label; the link's own text (or the kind's) is used.
-MAX_LABEL_WORDS_TEXT = 120
+MAX_SENTENCE_LABEL = 120
 # The button a platform link gets when neither it nor its paragraph says what to do.
 DEFAULT_LABELS = {
     ActionKind.petition: "Sign the petition",
@@ -157,11 +157,11 @@ def _label(link: _Link, segment: _Segment, is_first: bool, is_platform: bool) ->
             label = segment_text
         label = re.sub(r"^\s*(?:[-*+•]\s+|\d+[.)]\s+)", "", label)
         label = " ".join(label.replace("**", "").replace("__", "").split()).strip(" :-–—*_(),.")
-        if label and len(label) <= MAX_LABEL_WORDS_TEXT:
+        if label and len(label) <= MAX_SENTENCE_LABEL:
             return label
         if link_text and not _URLISH.match(link_text) and len(link_text.split()) >= 3:
             return link_text
-        return one_line(label, MAX_LABEL_WORDS_TEXT)
+        return one_line(label, MAX_SENTENCE_LABEL)
     if is_platform:  # "<a href=change.org/…>this petition</a>": the button says what the page asks for
         return DEFAULT_LABELS[infer_action_kind("", link.href)]
     return ""
@@ -182,12 +182,16 @@ def actions_from_html(fragment: str, *, site_hosts: frozenset[str] | set[str] = 
     for segment in reader.segments:
         for position, link in enumerate(segment.links):
             href = link.href.strip()
-            if urlsplit(href).scheme.lower() not in ("http", "https"):
+            try:
+                parts = urlsplit(href)
+                if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                    continue
+                key, is_platform = _identity(href), is_action_platform(href, site_hosts)
+            except ValueError:  # "https://[broken": no address a reader could open
                 continue
-            key = _identity(href)
             if key in found:
                 continue
-            label = _label(link, segment, position == 0, is_action_platform(href, site_hosts))
+            label = _label(link, segment, position == 0, is_platform)
             if label:
                 found[key] = ActionDraft(label=label, url=href)
                 if len(found) >= limit:
