@@ -81,7 +81,9 @@ def _edit_page(article: Article | None):
         if "preview" in request.form:
             return _render(form, article, rows, chosen, preview=markdown_to_html(form.body.data, _base_url(form)))
         fields = dict(title=form.title.data, summary=form.summary.data, body=form.body.data,
-                      canonical_url=form.canonical_url.data.strip() or None, image_url=form.image_url.data.strip(),
+                      # A field left out of the POST (a script, not the form) is an empty one, not a 500.
+                      canonical_url=(form.canonical_url.data or "").strip() or None,
+                      image_url=(form.image_url.data or "").strip(),
                       published_at=published_at, topics=topics, actions=actions)
         if article is None:
             result = operations.create_in_workspace(db.session, **fields)
@@ -90,6 +92,9 @@ def _edit_page(article: Article | None):
             result = operations.edit(db.session, article, **fields)
             if result.is_changed:
                 audit("article.update", result.article, result.article.title)
+            if request.form.get("feed_actions") == "yes" and article.actions_edited:
+                operations.return_actions_to_feed(db.session, article)
+                audit("article.actions_to_feed", article, article.title)
     except ArticleError as exc:
         db.session.rollback()
         return _render(form, article, rows, chosen, error=str(exc))

@@ -1,5 +1,5 @@
 """Editors' room for feeds: list them with their last poll and error, add one with default topics,
-poll one now, change its default topics, and remove it (its articles stay). Every change is audited."""
+poll one now, change its default topics and options (calls to act, full posts), and remove it (its articles stay). Every change is audited."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import AnyOf, DataRequired, Length
 
 from mailer import db
 from mailer.admin.access import audit, get_or_404
@@ -31,6 +31,13 @@ class NewFeedForm(FlaskForm):
 
 class TopicsForm(FlaskForm):
     topics = SelectMultipleField("Default topics", validate_choice=False)
+
+
+class OptionsForm(FlaskForm):
+    """The radio buttons of the feed page (written in its template): read calls to act, summary or whole posts."""
+
+    actions = StringField(validators=[AnyOf(["on", "off"])])
+    content = StringField(validators=[AnyOf(["summary", "full"])])
 
 
 class ButtonForm(FlaskForm):
@@ -118,6 +125,20 @@ def set_topics(feed_id: int):
     return redirect(url_for("admin.feeds.feed", feed_id=feed_id))
 
 
+def set_options(feed_id: int):
+    feed = _feed(feed_id)
+    form = OptionsForm()
+    if not form.validate_on_submit():
+        return _edit_page(feed, {"options": "Choose one of the offered options." if form.is_submitted()
+                                 and "csrf_token" not in form.errors else EXPIRED})
+    operations.set_feed_options(db.session, feed, reads_actions=form.actions.data == "on",
+                                full_content=form.content.data == "full")
+    audit("feed.options", feed, f"calls to act {form.actions.data}, digests carry {form.content.data}")
+    db.session.commit()
+    flash("Options saved; they apply from the next poll and the next digest.")
+    return redirect(url_for("admin.feeds.feed", feed_id=feed_id))
+
+
 def poll(feed_id: int):
     feed = _feed(feed_id)
     if not ButtonForm().validate_on_submit():
@@ -151,5 +172,6 @@ def remove(feed_id: int):
 blueprint.add_url_rule("/", "index", index, methods=["GET", "POST"])
 blueprint.add_url_rule("/<int:feed_id>", "feed", feed, methods=["GET"])
 blueprint.add_url_rule("/<int:feed_id>/topics", "set_topics", set_topics, methods=["POST"])
+blueprint.add_url_rule("/<int:feed_id>/options", "set_options", set_options, methods=["POST"])
 blueprint.add_url_rule("/<int:feed_id>/poll", "poll", poll, methods=["POST"])
 blueprint.add_url_rule("/<int:feed_id>/delete", "remove", remove, methods=["POST"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailer import emails
 from mailer.digests.compose import (PREHEADER_LENGTH, SUBJECT_TITLE_LENGTH, ArticleView, DigestParts,
-                                    DigestSettings, TopicView, shorten, summary_of)
+                                    DigestSettings, TopicView, image_alt, shorten, summary_of)
 
 
 def reaches(topic_set: frozenset[str], audience: frozenset[str]) -> bool:
@@ -31,6 +31,7 @@ def compose_alert(article: ArticleView, topic_set: frozenset[str] | set[str], se
         "alert", settings.config,
         article=article,
         summary_of=summary_of,
+        image_alt=image_alt,
         subject_title_length=SUBJECT_TITLE_LENGTH,
         preheader=preheader,
         followed_topics=[t.title for t in audience if t.slug in topic_set],

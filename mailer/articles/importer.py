@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 from sqlalchemy.orm import Session
 
+from mailer.articles.actions import CALL_TO_ACT
 from mailer.articles.operations import ActionDraft, Upserted, action_draft, upsert_article
 from mailer.errors import ArticleError, MailerError
 from mailer.topics.operations import slug_for_hashtag, slugify
@@ -31,9 +32,8 @@ _ATX_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
 _SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 # Not after a word character, "&" (an entity like &#39;), "/" or "#" (a URL fragment, a heading).
 _HASHTAG = re.compile(r"(?<![\w&/#])#([A-Za-z][A-Za-z0-9_]*)")
-_CALL_TO_ACT = re.compile(
-    r"^\s*(?:[-*+]\s+|\d+[.)]\s+)?(?:\*\*|__|\*|_)?\s*"
-    r"(sign|donate|support|help|write to|call on|call your|join|take action|give)\b", re.I)
+# A line that starts with one of the words feeds' calls to act are read by ("Sign…", "Donate…", "Write to…").
+_CALL_TO_ACT = CALL_TO_ACT
 _MARKDOWN_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^\s>]*?)>?(?:\s+\"[^\"]*\")?\s*\)")
 # Any scheme a hostile file might use, so that javascript: and data: are reported, not silently ignored.
 _BARE_URL = re.compile(r"(?i)\b(?:https?://|javascript:|data:|vbscript:|file:)[^\s<>]+")
@@ -278,6 +278,7 @@ def import_file(session: Session, path: Path) -> tuple[Upserted, list[str]]:
             published_at=article_file.published_at,
             topics=article_file.topics,
             actions=article_file.actions,
+            actions_by_editor=True,  # a file is an editor's word: a feed's later poll keeps its actions
         )
     except MailerError as exc:
         raise ArticleError(f"{path}: {exc}") from None

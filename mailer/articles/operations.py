@@ -29,15 +29,19 @@ MAX_SLUG = 80
 MAX_SUMMARY = 500
 MAX_AUTHOR = 200
 MAX_LABEL = 300
+MAX_IMAGE_ALT = 500
 SLUG_ATTEMPTS = 5
 
 # Words that tell what a call to act asks for, tried in this order (a "petition to donate" is a petition).
 KIND_HINTS: list[tuple[ActionKind, re.Pattern]] = [
-    (ActionKind.petition, re.compile(r"(?i)petition|\bsign\b|change\.org|avaaz\.org|allout\.org")),
-    (ActionKind.donate, re.compile(r"(?i)donat|\bgive\b|\bfund|crowdfund|gofundme|/donate")),
-    (ActionKind.letter, re.compile(r"(?i)\bwrite\b|\bletter\b|\bemail (your|the)\b|writetothem")),
+    (ActionKind.petition, re.compile(r"(?i)petition|\bsign\b|change\.org|avaaz\.org|allout\.org|38degrees\.org\.uk"
+                                     r"|actionnetwork\.org/petitions")),
+    (ActionKind.donate, re.compile(r"(?i)donat|\bgive\b|\bfund|crowdfund|gofundme|donorbox\.org|givebutter\.com"
+                                   r"|justgiving\.com|/donate")),
+    (ActionKind.letter, re.compile(r"(?i)\bwrite\b|\bletter\b|\bemail (your|the)\b|writetothem|actionnetwork\.org/letters")),
     (ActionKind.call, re.compile(r"(?i)\bcall\b|\bphone\b|\bring\b")),
-    (ActionKind.event, re.compile(r"(?i)\bevent\b|\bjoin\b|\battend\b|\bmarch\b|\bvigil\b|\brsvp\b|\bprotest\b")),
+    (ActionKind.event, re.compile(r"(?i)\bevent\b|\bjoin\b|\battend\b|\bmarch\b|\bvigil\b|\brsvp\b|\bprotest\b"
+                                  r"|actionnetwork\.org/events")),
 ]
 
 
@@ -156,8 +160,9 @@ def _resolve_topics(session: Session, topics: Iterable[Topic | str]) -> list[Top
 def upsert_article(session: Session, *, guid: str | None = None, canonical_url: str | None = None, title: str,
                    summary: str = "", body: str = "", body_is_html: bool = False, image_url: str | None = "",
                    author: str | None = "", published_at: datetime | None = None,
-                   topics: Iterable[Topic | str] = (), actions: Iterable[ActionDraft | Mapping] = (),
-                   feed: Feed | None = None) -> Upserted:
+                   topics: Iterable[Topic | str] = (), actions: Iterable[ActionDraft | Mapping] | None = (),
+                   feed: Feed | None = None, image_alt: str | None = "", actions_by_editor: bool = False,
+                   ) -> Upserted:
     """Store an article, or update the one with the same GUID (or, without a match, the same canonical URL).
 
     `body` is Markdown (or HTML from a feed with `body_is_html`); either way it is sanitised with nh3.
@@ -165,6 +170,9 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
     `topics` are Topic rows or labels (slugs, "#Hashtags", category names), created when missing.
     `published_at` may lie in the future: the article is stored, and digests leave it out until then;
     None means now for a new article and "unchanged" for a stored one.
+    `actions` None leaves a stored article's action links as they are. `actions_by_editor`: a person
+    chose these actions (the workspace, a file), so a later poll of a feed keeps them (`actions_edited`);
+    a feed's update (`feed` given) never replaces actions an editor changed.
     Raises ArticleError (nothing stored) for a missing title, a non-http(s) URL or a bad action link.
     """
     canonical_url = web_url(canonical_url, "the article's URL") if canonical_url else None
@@ -178,7 +186,7 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
     if not title:
         raise ArticleError("an article needs a title")
     image_url = web_url(image_url, f"the image of {title!r}") if image_url else ""
-    action_drafts = [action_draft(a) for a in actions]
+    action_drafts = None if actions is None else [action_draft(a) for a in actions]
     base_url = canonical_url or (feed.url if feed else None)
     body_html = sanitise_html(body, base_url) if body_is_html else markdown_to_html(body, base_url)
     summary = shorten(plain_text(summary) if summary else first_paragraph(body_html), MAX_SUMMARY)
@@ -190,6 +198,7 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
         "body_source": body,
         "body_html": body_html,
         "image_url": image_url,
+        "image_alt": one_line(image_alt, MAX_IMAGE_ALT) if image_url else "",
         "author": one_line(author, MAX_AUTHOR),
     }
     if published_at is not None:
@@ -197,13 +206,15 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
 
     article = _find(session, guid, canonical_url)
     if article is not None:
-        return _update(article, values, topic_rows, action_drafts, feed)
+        return _update(article, values, topic_rows, action_drafts, feed, actions_by_editor)
     values.setdefault("published_at", clock.now())
+    action_drafts = action_drafts or []
     for _ in range(SLUG_ATTEMPTS):
         article = Article(guid=guid, slug=_unique_slug(session, title), feed_id=feed.id if feed else None,
                           created_at=clock.now(), updated_at=clock.now(), **values)
         article.topics = topic_rows
         article.actions = [_action_link(d, i) for i, d in enumerate(action_drafts)]
+        article.actions_edited = actions_by_editor and bool(action_drafts)
         try:
             with session.begin_nested():
                 session.add(article)
@@ -212,7 +223,7 @@ def upsert_article(session: Session, *, guid: str | None = None, canonical_url: 
             # Another process stored this article (same GUID) or took our slug between our read and write.
             existing = _find(session, guid, canonical_url)
             if existing is not None:
-                return _update(existing, values, topic_rows, action_drafts, feed)
+                return _update(existing, values, topic_rows, action_drafts, feed, actions_by_editor)
     raise ArticleError(f"could not find a free slug for {title!r}; try again")
 
 
@@ -220,9 +231,12 @@ def _action_link(draft: ActionDraft, position: int) -> ActionLink:
     return ActionLink(label=draft.label, url=draft.url, kind=ActionKind(draft.kind), position=position)
 
 
-def _update(article: Article, values: dict, topics: list[Topic], actions: list[ActionDraft],
-            feed: Feed | None) -> Upserted:
-    """Apply what changed; the slug stays, so archive links keep working when a title is corrected."""
+def _update(article: Article, values: dict, topics: list[Topic], actions: list[ActionDraft] | None,
+            feed: Feed | None, actions_by_editor: bool) -> Upserted:
+    """Apply what changed; the slug stays, so archive links keep working when a title is corrected.
+
+    A feed's actions (`feed` given) do not replace those an editor changed; an editor's change marks them.
+    """
     is_changed = False
     for name, value in values.items():
         if getattr(article, name) != value:
@@ -231,8 +245,11 @@ def _update(article: Article, values: dict, topics: list[Topic], actions: list[A
     if [t.id for t in article.topics] != [t.id for t in topics]:
         article.topics = topics
         is_changed = True
-    if [(a.label, a.url, a.kind.value) for a in article.actions] != [(d.label, d.url, d.kind) for d in actions]:
+    keeps_editors_actions = feed is not None and article.actions_edited and not actions_by_editor
+    if actions is not None and not keeps_editors_actions and (
+            [(a.label, a.url, a.kind.value) for a in article.actions] != [(d.label, d.url, d.kind) for d in actions]):
         article.actions = [_action_link(d, i) for i, d in enumerate(actions)]
+        article.actions_edited = article.actions_edited or actions_by_editor
         is_changed = True
     if feed is not None and article.feed_id is None:
         article.feed_id = feed.id
@@ -261,16 +278,31 @@ def create_in_workspace(session: Session, *, title: str, canonical_url: str | No
     guid = WORKSPACE_GUID_PREFIX + _unique_slug(session, one_line(title, MAX_TITLE) or "article")
     if session.scalar(select(Article.id).where(Article.guid == guid)) is not None:
         raise ArticleError("another article was just stored under the same title; save again")
+    fields.setdefault("actions_by_editor", True)  # a feed that later carries the same URL keeps the editor's
     return upsert_article(session, guid=guid, canonical_url=canonical_url, title=title, **fields)
 
 
 def edit(session: Session, article: Article, **fields) -> Upserted:
     """Store an editor's changes to a stored article (from a feed, a file or the workspace) through upsert_article.
 
-    The GUID, slug, author and feed stay; `published_at` None keeps the publication time.
+    The GUID, slug, author, image text and feed stay; `published_at` None keeps the publication time.
+    Changed action links are the editor's from then on: later polls of the article's feed keep them.
     """
     fields.setdefault("author", article.author)
-    return upsert_article(session, guid=article.guid, **fields)
+    # The feed's words for the image stay while the image does.
+    fields.setdefault("image_alt", article.image_alt if fields.get("image_url", article.image_url) == article.image_url
+                      else "")
+    return upsert_article(session, guid=article.guid, actions_by_editor=True, **fields)
+
+
+def return_actions_to_feed(session: Session, article: Article) -> None:
+    """Let the article's feed set its action links again from its next poll (undoes `actions_edited`)."""
+    article.actions_edited = False
+    article.updated_at = clock.now()
+    feed = session.get(Feed, article.feed_id) if article.feed_id is not None else None
+    if feed is not None:
+        # Forget the validators: the next poll reads the whole feed, not "304 Not Modified".
+        feed.etag = feed.last_modified = ""
 
 
 def unpublish(session: Session, article: Article) -> None:

@@ -6,6 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailer.articles.models import Article, ArticleTopic
+from mailer.feeds.models import Feed
 from mailer.topics.models import Topic
 
 
@@ -63,3 +64,12 @@ def source_of(article: Article) -> str:
     if article.feed_id is not None:
         return "feed"
     return "file"
+
+
+def full_content_ids(session: Session, article_ids: list[int]) -> set[int]:
+    """Those of `article_ids` whose feed sends whole posts (`feeds add --content full`): a digest carries
+    their body instead of their summary. Read when composing, so changing the feed changes the next digest."""
+    if not article_ids:
+        return set()
+    return set(session.scalars(select(Article.id).join(Feed, Feed.id == Article.feed_id)
+                               .where(Article.id.in_(article_ids), Feed.full_content.is_(True))))

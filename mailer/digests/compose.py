@@ -11,8 +11,9 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Callable, Iterable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nh3
 
@@ -53,8 +54,10 @@ class ArticleView:
     published_at: datetime
     body_html: str = ""
     image_url: str = ""
+    image_alt: str = ""  # the feed's words for the image; the title stands in when empty
     topics: tuple[TopicView, ...] = ()
     actions: tuple[ActionView, ...] = ()
+    is_full: bool = False  # the digest carries the whole post (its feed's `full_content`), not the summary
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,8 @@ class DigestSettings:
     placeholders: Placeholders
     is_archive: bool = False  # the public web version: no personal links, a sign-up link instead
     editor_note: str = ""  # the editors' words at the top of a digest (plain text); empty: none
+    issue_number: int | None = None  # "Issue 12": how many digests there have been, this one included
+    issued_at: datetime | None = None  # when the digest was made; its date heads the mail
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,47 @@ def summary_of(article: ArticleView) -> str:
     return shorten(text, SUMMARY_LENGTH)
 
 
+def image_alt(article: ArticleView) -> str:
+    """What the article's image says to a reader who cannot see it: the feed's alt text, else the title."""
+    return " ".join((article.image_alt or article.title).split())
+
+
+_BLOCK_END = re.compile(r"(?i)</(p|li|h[1-6]|blockquote|pre|tr|figcaption|dd|dt)\s*>|<br\s*/?>|<hr\b[^>]*>")
+_LIST_ITEM = re.compile(r"(?i)<li\b[^>]*>")
+_LINK = re.compile(r'(?is)<a\b[^>]*\bhref="(https?://[^"]+)"[^>]*>(.*?)</a>')
+
+
+def text_of(body_html: str) -> str:
+    """A post's sanitised HTML as plain-text paragraphs for the text part: a blank line between blocks,
+    list items as "- ", a link's address after its words ("the bill (https://…)")."""
+
+    def link(match: re.Match) -> str:
+        words = match.group(2)
+        url = html.unescape(match.group(1))
+        return words if html.unescape(nh3.clean(words, tags=set())).strip() == url else f"{words} ({url})"
+
+    marked = _LIST_ITEM.sub("\n\n- ", _LINK.sub(link, body_html or ""))
+    marked = _BLOCK_END.sub("\n\n", marked)
+    text = html.unescape(nh3.clean(marked, tags=set()))
+    paragraphs = [" ".join(block.split()) for block in re.split(r"\n\s*\n", text)]
+    return "\n\n".join(p for p in paragraphs if p)
+
+
+def issue_line(settings: DigestSettings) -> str:
+    """ "Issue 12 · 23 November 2026" (in the schedule's time zone), or what of it is known; "" for neither."""
+    parts = []
+    if settings.issue_number:
+        parts.append(f"Issue {settings.issue_number}")
+    if settings.issued_at is not None:
+        try:
+            zone = ZoneInfo(settings.config["scheduler"]["timezone"])
+        except (KeyError, ZoneInfoNotFoundError, ValueError):
+            zone = timezone.utc
+        day = settings.issued_at.astimezone(zone)
+        parts.append(f"{day.day} {day:%B %Y}")
+    return " · ".join(parts)
+
+
 def shorten(text: str, limit: int) -> str:
     """`text` cut at a word boundary to at most `limit` characters, with an ellipsis when cut."""
     if len(text) <= limit:
@@ -138,8 +184,9 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
                    settings: DigestSettings) -> DigestParts | None:
     """Render the digest for subscribers following `topic_set` (empty: all), or None when nothing matches.
 
-    The newest article leads (with its image); the rest follow grouped by topic with summaries,
-    "Read more" and each article's calls to act as buttons.
+    A heading names the issue and its date (when the settings know them). The newest article leads;
+    the rest follow grouped by topic, each with its image, its summary (or the whole post when its feed
+    sends full posts), "Read more" and its calls to act as buttons.
     """
     topic_set = frozenset(topic_set)
     chosen = sorted(articles_for(articles, topic_set), key=lambda a: (a.published_at, a.id), reverse=True)
@@ -155,6 +202,9 @@ def compose_digest(articles: Iterable[ArticleView], topic_set: frozenset[str] | 
         sections=group_by_topic(rest, topic_set),
         more=len(rest),
         summary_of=summary_of,
+        text_of=text_of,
+        image_alt=image_alt,
+        issue_line=issue_line(settings),
         subject_title_length=SUBJECT_TITLE_LENGTH,
         preheader=preheader,
         followed_topics=followed,

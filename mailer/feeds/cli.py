@@ -20,13 +20,19 @@ def feeds():
 @feeds.command("add")
 @click.argument("url")
 @click.option("--topics", default="", metavar="a,b", help="Comma-separated topic slugs every article from this feed gets.")
+@click.option("--actions", "actions", type=click.Choice(["on", "off"]), default="on", show_default=True,
+              help="Read calls to act (sign, donate… links) from entries into action buttons.")
+@click.option("--content", type=click.Choice(["summary", "full"]), default="summary", show_default=True,
+              help="What digests carry of each post: its summary, or the whole post.")
 @app_context
-def add(url, topics):
+def add(url, topics, actions, content):
     """Poll the feed at URL (http or https) from now on."""
     slugs = [s.strip() for s in topics.split(",") if s.strip()]
-    feed = operations.add_feed(db.session, url, slugs)
+    feed = operations.add_feed(db.session, url, slugs, reads_actions=actions == "on",
+                               full_content=content == "full")
     db.session.commit()
-    click.echo(f"added feed {feed.id} {feed.url} (topics: {', '.join(t.slug for t in feed.topics) or 'none'})")
+    click.echo(f"added feed {feed.id} {feed.url} (topics: {', '.join(t.slug for t in feed.topics) or 'none'}; "
+               f"calls to act: {actions}; digests carry: {content})")
 
 
 @feeds.command("poll")
@@ -62,8 +68,12 @@ def list_(as_json):
         "topics": [t.slug for t in f.topics],
         "last_polled_at": f.last_polled_at.isoformat() if f.last_polled_at else None,
         "last_error": f.last_error,
+        "reads_actions": f.reads_actions,
+        "content": "full" if f.full_content else "summary",
     } for f in db.session.scalars(select(Feed).order_by(Feed.id))]
     echo_rows(rows, as_json=as_json, empty="no feeds yet: add one with `mailer feeds add URL`",
               line=lambda row: f"{row['id']:>5}  {minute(row['last_polled_at']):16}  {row['url']}  "
                                f"[{', '.join(row['topics'])}]"
+                               + ("" if row["reads_actions"] else "  calls to act: off")
+                               + ("  full posts" if row["content"] == "full" else "")
                                + (f"  failed: {row['last_error']}" if row["last_error"] else ""))

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 
 from mailer import clock
 from mailer.articles.models import Article
-from mailer.articles.operations import one_line, upsert_article, web_url
-from mailer.articles.rendering import plain_text, shorten
+from mailer.articles.actions import actions_from_html
+from mailer.articles.operations import ActionDraft, action_draft, one_line, upsert_article, web_url
+from mailer.articles.rendering import plain_text, sanitise_html, shorten
 from mailer.errors import ArticleError, FeedError, MailerError
 from mailer.feeds.models import Feed
 from mailer.topics.models import Topic
@@ -91,8 +92,12 @@ class PollReport:
         return text
 
 
-def add_feed(session: Session, url: str, topic_slugs: list[str] = ()) -> Feed:
-    """Register a feed to poll; `topic_slugs` are given to every article from it (created if missing)."""
+def add_feed(session: Session, url: str, topic_slugs: list[str] = (), *, reads_actions: bool = True,
+             full_content: bool = False) -> Feed:
+    """Register a feed to poll; `topic_slugs` are given to every article from it (created if missing).
+
+    `reads_actions`: entries' calls to act become action links. `full_content`: digests carry whole posts.
+    """
     try:
         url = web_url(url, "a feed URL")
     except ArticleError as exc:
@@ -100,7 +105,7 @@ def add_feed(session: Session, url: str, topic_slugs: list[str] = ()) -> Feed:
     existing = session.scalar(select(Feed).where(Feed.url == url))
     if existing is not None:
         raise FeedError(f"{url} is already feed {existing.id}")
-    feed = Feed(url=url, created_at=clock.now())
+    feed = Feed(url=url, created_at=clock.now(), reads_actions=reads_actions, full_content=full_content)
     feed.topics = [ensure_topic(session, slug) for slug in dict.fromkeys(topic_slugs)]
     session.add(feed)
     session.flush()
@@ -276,13 +281,59 @@ def _body(entry: dict) -> tuple[str, str]:
     return summary, ""
 
 
-def _image_url(entry: dict) -> str:
-    candidates = [m.get("url") for m in entry.get("media_thumbnail") or []]
-    candidates += [m.get("url") for m in entry.get("media_content") or []
+_IMG = re.compile(r"(?is)<img\b[^>]*>")
+_ATTRIBUTE = re.compile(r'(?is)\b(src|alt)="([^"]*)"')
+
+
+def _body_images(body_html: str) -> list[tuple[str, str]]:
+    """(src, alt) of each image in sanitised HTML (nh3 writes every attribute in double quotes)."""
+    images = []
+    for tag in _IMG.findall(body_html):
+        attributes = {name.lower(): html.unescape(value) for name, value in _ATTRIBUTE.findall(tag)}
+        images.append((attributes.get("src", ""), attributes.get("alt", "")))
+    return images
+
+
+def _image(entry: dict, body_html: str) -> tuple[str, str]:
+    """The entry's picture and its words: Media RSS or an image enclosure, else the body's first image.
+
+    The words (alt) come from the feed: Media RSS's description, or the body's <img alt> for that image.
+    """
+    described = entry.get("media_description") or ""  # Media RSS: the words that go with its pictures
+    candidates = [(m.get("url"), described) for m in entry.get("media_thumbnail") or []]
+    candidates += [(m.get("url"), described) for m in entry.get("media_content") or []
                    if m.get("medium") == "image" or (m.get("type") or "").startswith("image/")]
-    candidates += [link.get("href") for link in entry.get("links") or []
+    candidates += [(link.get("href"), link.get("title") or "") for link in entry.get("links") or []
                    if link.get("rel") == "enclosure" and (link.get("type") or "").startswith("image/")]
-    return next((url for url in map(_http_or_empty, candidates) if url), "")
+    in_body = _body_images(body_html)
+    candidates += in_body
+    alt_in_body = {src: alt for src, alt in reversed(in_body)}
+    for url, alt in candidates:
+        url = _http_or_empty(url)
+        if url:
+            return url, plain_text(alt) or plain_text(alt_in_body.get(url, ""))
+    return "", ""
+
+
+def _site_hosts(feed: Feed, parsed: feedparser.FeedParserDict, entry: dict) -> frozenset[str]:
+    """The blog's own hosts (the feed's, its home page's, the entry's), whose /donate is a call to act."""
+    urls = (feed.url, parsed.feed.get("link") or "", entry.get("link") or "")
+    return frozenset(host for host in (urlsplit(url).hostname for url in urls) if host)
+
+
+def _actions(feed: Feed, parsed: feedparser.FeedParserDict, entry: dict, body_html: str) -> list[ActionDraft] | None:
+    """The entry's calls to act as checked drafts; None when the feed is not read for them (the article's
+    action links are left as they are). A link that is no usable action (an address with spaces, over
+    2,000 characters) is left out: the post is still worth sending with the others."""
+    if not feed.reads_actions:
+        return None
+    drafts = []
+    for draft in actions_from_html(body_html, site_hosts=_site_hosts(feed, parsed, entry)):
+        try:
+            drafts.append(action_draft(draft))
+        except ArticleError:
+            continue
+    return drafts
 
 
 def _entry_topics(session: Session, feed: Feed, entry: dict) -> list[Topic]:
@@ -322,17 +373,24 @@ def store_entries(session: Session, feed: Feed, fetched: Fetched, parsed: feedpa
         seen.add(guid)
         body, summary = _body(entry)
         title = plain_text(entry.get("title") or "") or one_line(plain_text(body), 80)
+        canonical_url = _http_or_empty(entry.get("link")) or None
         try:
+            # Read once here, sanitised as the article will store it: links resolved, javascript: gone.
+            body = sanitise_html(body, canonical_url or feed.url)
+            image_url, image_alt = _image(entry, body)
+            actions = _actions(feed, parsed, entry, body)
             with session.begin_nested():
                 upserted = upsert_article(
                     session,
                     guid=guid,
-                    canonical_url=_http_or_empty(entry.get("link")) or None,
+                    canonical_url=canonical_url,
                     title=title,
                     summary=summary,
                     body=body,
                     body_is_html=True,
-                    image_url=_image_url(entry),
+                    image_url=image_url,
+                    image_alt=image_alt,
+                    actions=actions,
                     author=entry.get("author") or "",
                     published_at=_published_at(entry),
                     topics=_entry_topics(session, feed, entry),
@@ -361,6 +419,16 @@ def record_failure(session: Session, feed: Feed, error: str) -> PollReport:
 def set_feed_topics(session: Session, feed: Feed, topics: list[Topic]) -> None:
     """Give `feed` these default topics (existing ones; no commit). Articles already stored keep theirs."""
     feed.topics = list(dict.fromkeys(topics))
+    session.flush()
+
+
+def set_feed_options(session: Session, feed: Feed, *, reads_actions: bool, full_content: bool) -> None:
+    """Whether `feed`'s entries are read for calls to act, and whether digests carry its posts whole (no commit).
+
+    From the next poll on: turning calls to act off leaves the action links already stored as they are.
+    """
+    feed.reads_actions = reads_actions
+    feed.full_content = full_content
     session.flush()
 
 

@@ -7,6 +7,7 @@ import click
 
 from mailer import db
 from mailer.cli import app_context, echo_rows, minute
+from mailer.errors import TopicError
 from mailer.topics import operations, queries
 
 
@@ -35,3 +36,23 @@ def list_(as_json):
     echo_rows([queries.as_row(t) for t in queries.all_topics(db.session)], as_json=as_json,
               empty="no topics yet: add one with `mailer topics add SLUG`",
               line=lambda row: f"{row['id']:>5}  {minute(row['created_at'])}  {row['slug']}  {row['title']}")
+
+
+@topics.command("merge")
+@click.argument("source")
+@click.argument("target")
+@app_context
+def merge(source, target):
+    """Fold topic SOURCE into TARGET: its followers, articles, feeds and alerts get TARGET; SOURCE goes.
+
+    For two topics that are one idea, such as `chechenantigaypurge` (a feed category before topics had
+    one slug function) and `chechen-anti-gay-purge`.
+    """
+    rows = {slug: operations.find_topic(db.session, slug) for slug in (source, target)}
+    missing = [slug for slug, topic in rows.items() if topic is None]
+    if missing:
+        raise TopicError(f"no topic {missing[0]!r}: see `mailer topics list`")
+    followers = operations.follower_count(db.session, rows[source])
+    operations.merge_topics(db.session, rows[source], rows[target])
+    db.session.commit()
+    click.echo(f"merged topic {source} into {target} ({followers} follower(s) moved)")

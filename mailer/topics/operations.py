@@ -45,9 +45,23 @@ def hashtag_words(hashtag: str) -> list[str]:
     return _HASHTAG_WORD.findall(_ascii(hashtag.lstrip("#")))
 
 
+def topic_slug(label: str) -> str:
+    """The one slug of a topic's idea, however it is written: a feed category `ChechenAntiGayPurge`, a hashtag
+    `#ChechenAntiGayPurge`, a category "Chechen Anti-Gay Purge" and the slug `chechen-anti-gay-purge` are all
+    "chechen-anti-gay-purge". Words are split at spaces and punctuation, inside CamelCase, and between
+    letters and digits ("#Refugees2026" -> "refugees-2026"); "" when no letter or digit is left.
+    Feeds, file imports and the workspace all name topics through this function.
+    """
+    slug = "-".join(word.lower() for word in hashtag_words(label or ""))
+    if len(slug) > MAX_SLUG:
+        cut = slug[:MAX_SLUG + 1]
+        slug = cut.rsplit("-", 1)[0] if "-" in cut else slug[:MAX_SLUG]
+    return slug
+
+
 def slug_for_hashtag(hashtag: str) -> str:
-    """The topic slug of a hashtag: "#ChechenAntiGayPurge" -> "chechen-anti-gay-purge"."""
-    return "-".join(word.lower() for word in hashtag_words(hashtag))[:MAX_SLUG].strip("-")
+    """The topic slug of a hashtag: "#ChechenAntiGayPurge" -> "chechen-anti-gay-purge" (see topic_slug)."""
+    return topic_slug(hashtag)
 
 
 def title_for_hashtag(hashtag: str) -> str:
@@ -61,11 +75,13 @@ def title_for_slug(slug: str) -> str:
 
 
 def validate_slug(slug: str) -> str:
-    """The slug unchanged if it is lower-case letters, digits and single hyphens; TopicError otherwise."""
+    """The slug unchanged if it is lower-case letters, digits and single hyphens; TopicError otherwise
+    (suggesting the slug `topic_slug` makes of what was typed)."""
     slug = (slug or "").strip()
     if not SLUG_RE.fullmatch(slug):
+        suggestion = topic_slug(slug) or "lgbtiq-rights"
         raise TopicError(f"invalid topic slug {slug!r}: use lower-case letters, digits and single hyphens, "
-                         f"like lgbtiq-rights")
+                         f"like {suggestion}")
     if len(slug) > MAX_SLUG:
         raise TopicError(f"invalid topic slug {slug!r}: at most {MAX_SLUG} characters")
     return slug
@@ -119,19 +135,34 @@ def ensure_topic(session: Session, slug: str, title: str | None = None) -> Topic
     return topic
 
 
+def _title_for_label(label: str) -> str:
+    if label.startswith("#") or (" " not in label and not SLUG_RE.fullmatch(label)):
+        return title_for_hashtag(label)  # "#LGBTIQRights", "ChechenAntiGayPurge": "LGBTIQ Rights"
+    if SLUG_RE.fullmatch(label):
+        return title_for_slug(label)
+    return clean_title(label[:MAX_TITLE])  # a category's own words: "Chechen Anti-Gay Purge"
+
+
 def topic_for_label(session: Session, label: str) -> Topic:
-    """The topic for a hashtag ("#LGBTIQRights"), a slug ("lgbtiq-rights") or a category ("Human Rights"),
-    created if missing. TopicError when nothing usable for a slug is left (e.g. only punctuation)."""
+    """The topic for a hashtag ("#LGBTIQRights"), a slug ("lgbtiq-rights") or a category ("Human Rights",
+    "ChechenAntiGayPurge"), created under `topic_slug(label)` if missing. TopicError when nothing usable
+    for a slug is left (e.g. only punctuation).
+
+    Topics made before there was one slug function keep working (no migration renames them): a label
+    that is itself the slug of a stored topic ("covid19") names that topic, and a topic stored under the
+    old slug of a category ("chechenantigaypurge", from `ChechenAntiGayPurge`) is found when none has the
+    new slug yet. Where both exist, the new one gets new articles: merge the old one into it
+    (`mailer topics merge OLD NEW`, or the Topics room).
+    """
     label = " ".join((label or "").split())
-    if label.startswith("#"):
-        slug, title = slug_for_hashtag(label), title_for_hashtag(label)
-    elif SLUG_RE.fullmatch(label):
-        slug, title = label, title_for_slug(label)
-    else:
-        slug, title = slugify(label), label[:MAX_TITLE]
+    slug = topic_slug(label)
     if not slug:
         raise TopicError(f"cannot make a topic of {label!r}: it has no letters or digits we can use in a slug")
-    return ensure_topic(session, slug, title)
+    for known in dict.fromkeys(s for s in (label if SLUG_RE.fullmatch(label) else "", slug, slugify(label)) if s):
+        topic = find_topic(session, known)
+        if topic is not None:
+            return topic
+    return ensure_topic(session, slug, _title_for_label(label))
 
 
 def rename_topic(session: Session, topic: Topic, title: str) -> Topic:
