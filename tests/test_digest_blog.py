@@ -75,7 +75,7 @@ def test_mail_has_dark_mode_hints_and_a_hidden_preheader_with_a_spacer(frozen_cl
     assert "Also: Winter Aid For Refugees From Ukraine" in preheader
 
 
-def test_a_feed_added_for_full_posts_and_its_image_words(runner, session, feed_server):
+def test_a_feed_added_for_full_posts_and_its_image_words(runner, session, feed_server, config):
     feed_server.routes["/feed.atom"] = static(BLOG)
     result = runner.invoke(["feeds", "add", feed_server.url("/feed.atom"), "--content", "full"])
     assert result.exit_code == 0 and "digests carry: full" in result.output
@@ -97,16 +97,27 @@ def test_a_feed_added_for_full_posts_and_its_image_words(runner, session, feed_s
     ids = {a.title: a.id for a in session.scalars(select(Article))}
     assert queries.full_content_ids(session, list(ids.values())) == {ids[CHECHNYA], ids[SAFE_ROUTES]}
     assert queries.full_content_ids(session, []) == set()
-    # A digest of them, built as the send's article views will be: the whole post, its words for the image.
-    article = session.get(Article, ids[CHECHNYA])
-    view = ArticleView(id=article.id, title=article.title, summary=article.summary, url="",
-                       published_at=article.published_at, body_html=article.body_html, image_url=article.image_url,
-                       image_alt=article.image_alt, is_full=article.id in {ids[CHECHNYA]})
-    placeholders = Placeholders("full")
-    parts = compose_digest([view], frozenset(), settings(placeholders))
-    assert 'alt="Police station in Argun, Chechnya"' in parts.html
-    assert parts.html.count("images/argun.jpg") == 1  # the whole post holds its picture: not shown twice
-    assert "This follows the purge of 2017" in parts.html and "This follows the purge of 2017" in parts.text
+    # The digest of them as it goes out: the whole post, the feed's words for its image, the issue heading.
+    import email as email_module
+    import email.policy
+
+    from mailer import db
+    from tests import factories
+
+    factories.subscriber(session, "reader@example.org")
+    session.commit()
+    db.session.remove()
+    assert "queued to 1 recipient(s)" in runner.invoke(["digests", "compose", "--send-now"]).output
+    db.session.remove()
+    [envelope] = factories.deliver(config)
+    message = email_module.message_from_bytes(envelope.content, policy=email.policy.default)
+    html = message.get_body(("html",)).get_content()
+    text = message.get_body(("plain",)).get_content()
+    assert 'alt="Police station in Argun, Chechnya"' in html
+    assert html.count("images/argun.jpg") == 1  # the whole post holds its picture: not shown twice
+    assert "This follows the purge of 2017" in html and "This follows the purge of 2017" in text
+    assert "Issue 1 · " in html and "Issue 1 · " in text
+    assert "Only a summary." in html  # the other feed's article: its summary
 
 
 def test_welcome_mail_says_what_comes_and_links_to_the_archive(session, deliver, config):

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from mailer import clock, emails
 from mailer.config import Config
 from mailer.alerts.compose import compose_alert
+from mailer.articles import queries as article_queries
 from mailer.articles.models import Article
 from mailer.digests.compose import (ActionView, ArticleView, DigestParts, DigestSettings, Placeholders, TopicView,
                                     articles_for, compose_digest, personalise)
@@ -72,6 +73,7 @@ def preview(session: Session, send: Send, topic_set: frozenset[str]) -> emails.R
     None when nothing in it is for those topics (they would get no mail).
     """
     placeholders, settings = preview_settings(_config(), send.editor_note)
+    settings = replace(settings, **_issue(session, send))
     return finish_preview(_composer(send)(article_views(session, send, placeholders), topic_set, settings),
                           placeholders)
 
@@ -151,7 +153,8 @@ def queue(session: Session, send: Send, *, skip=None) -> int:
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
     views = article_views(session, send, placeholders)
-    base_settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note)
+    base_settings = DigestSettings(config, archive_url(config, send), placeholders, editor_note=send.editor_note,
+                                   **_issue(session, send))
     compose = _composer(send)
     renders: dict[frozenset[str], DigestParts | None] = {}
     priority = URGENT_PRIORITY if send.kind == SendKind.alert else BULK_PRIORITY
@@ -210,6 +213,7 @@ def article_views(session: Session, send: Send, placeholders: Placeholders) -> l
     for link in queries.links_of(session, send.id):
         if link.article_id is not None:
             links_by_article.setdefault(link.article_id, []).append(link)
+    full = article_queries.full_content_ids(session, [article.id for article in send.articles])
     views = []
     for article in send.articles:
         links = links_by_article.get(article.id, [])
@@ -221,6 +225,8 @@ def article_views(session: Session, send: Send, placeholders: Placeholders) -> l
             body_html=article.body_html,
             url=placeholders.link(read.id) if read else "",
             image_url=article.image_url,
+            image_alt=article.image_alt,
+            is_full=article.id in full,
             published_at=article.published_at,
             topics=tuple(TopicView(t.slug, t.title) for t in article.topics),
             actions=tuple(ActionView(link.label, placeholders.link(link.id), link.kind)
@@ -268,7 +274,8 @@ def _web_version(session: Session, send: Send, topic_set: frozenset[str],
     ones. (None, None) when nothing in it is for those topics."""
     config = _config()
     placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, url, placeholders, is_archive=True, editor_note=send.editor_note)
+    settings = DigestSettings(config, url, placeholders, is_archive=True, editor_note=send.editor_note,
+                              **_issue(session, send))
     parts = _composer(send)(article_views(session, send, placeholders), topic_set, settings)
     if parts is None:
         return None, None
@@ -280,6 +287,13 @@ def _web_version(session: Session, send: Send, topic_set: frozenset[str],
         return anonymous[name]
 
     return personalise(parts, placeholders, value_of), parts
+
+
+def _issue(session: Session, send: Send) -> dict:
+    """A digest's heading: its issue number (digests so far, this one included) and its date."""
+    if send.kind != SendKind.digest:
+        return {}
+    return {"issue_number": queries.digest_number(session, send), "issued_at": send.created_at}
 
 
 def _composer(send: Send) -> Callable[[list[ArticleView], frozenset[str], DigestSettings], DigestParts | None]:

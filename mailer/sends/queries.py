@@ -143,6 +143,12 @@ def variant_counts(session: Session, send_id: int) -> dict[int, int]:
                                 .group_by(OutboxMessage.variant_id)).all())
 
 
+def digest_number(session: Session, send: Send) -> int:
+    """How many digests there have been up to this one, this one included: its issue number."""
+    return session.scalar(select(func.count()).select_from(Send)
+                          .where(Send.kind == send.kind, Send.id <= send.id)) or 0
+
+
 def variant_of(session: Session, send_id: int, variant_id: int) -> SendVariant | None:
     """A variant of this send (None for another send's, or an id no row could have)."""
     if not 0 < variant_id < 2**31:
