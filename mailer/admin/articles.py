@@ -13,6 +13,7 @@ from mailer.articles import operations, queries
 from mailer.articles.models import Article
 from mailer.articles.rendering import markdown_to_html
 from mailer.errors import ArticleError
+from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
 
 blueprint = Blueprint("articles", __name__, url_prefix="/articles")
@@ -22,10 +23,6 @@ PAGE = 50
 
 def _article(article_id: int) -> Article:
     return get_or_404(Article, article_id)
-
-
-def _all_topics() -> list[Topic]:
-    return list(db.session.scalars(select(Topic).order_by(Topic.title)))
 
 
 def _chosen_topics(values: list[str]) -> list[Topic]:
@@ -45,7 +42,7 @@ def index():
     page = max(request.args.get("page", 1, type=int) or 1, 1)
     articles = queries.search(db.session, text=text, topic_slug=topic, limit=PAGE + 1, offset=(page - 1) * PAGE)
     return render_template("admin/articles.html", articles=articles[:PAGE], has_more=len(articles) > PAGE,
-                           page=page, q=text, topic=topic, topics=_all_topics(), source_of=queries.source_of)
+                           page=page, q=text, topic=topic, topics=topic_queries.by_title(db.session), source_of=queries.source_of)
 
 
 def new():
@@ -113,7 +110,7 @@ def _base_url(form: forms.ArticleForm) -> str | None:
 
 def _render(form, article, rows, chosen, *, error=None, preview=None):
     return render_template("admin/articles_edit.html", form=form, article=article, rows=rows, chosen=chosen,
-                           topics=_all_topics(), kinds=forms.KIND_CHOICES, error=error, preview=preview,
+                           topics=topic_queries.by_title(db.session), kinds=forms.KIND_CHOICES, error=error, preview=preview,
                            confirm=ConfirmForm(), source=queries.source_of(article) if article else "workspace",
                            ), (400 if error else 200)
 

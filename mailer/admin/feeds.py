@@ -3,7 +3,7 @@ poll one now, change its default topics and options (calls to act, full posts), 
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import SelectMultipleField, StringField
@@ -15,6 +15,7 @@ from mailer.articles.models import Article
 from mailer.errors import FeedError
 from mailer.feeds import operations, tasks
 from mailer.feeds.models import Feed
+from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
 
 blueprint = Blueprint("feeds", __name__, url_prefix="/feeds")
@@ -48,13 +49,9 @@ def _feed(feed_id: int) -> Feed:
     return get_or_404(Feed, feed_id)
 
 
-def _all_topics() -> list[Topic]:
-    return list(db.session.scalars(select(Topic).order_by(Topic.title)))
-
-
 def _chosen_topics(slugs: list[str]) -> list[Topic]:
     """The existing topics named by the checkboxes; FeedError naming any that does not exist."""
-    by_slug = {topic.slug: topic for topic in _all_topics()}
+    by_slug = {topic.slug: topic for topic in topic_queries.by_title(db.session)}
     unknown = [slug for slug in slugs if slug not in by_slug]
     if unknown:
         raise FeedError("unknown topic " + ", ".join(repr(slug[:80]) for slug in unknown)
@@ -92,7 +89,7 @@ def index():
         error = _first_error(form)
     feeds = list(db.session.scalars(select(Feed).order_by(Feed.url)))
     return render_template("admin/feeds.html", feeds=feeds, counts=_article_counts(), form=form,
-                           topics=_all_topics(), chosen=set(form.topics.data or []), error=error,
+                           topics=topic_queries.by_title(db.session), chosen=set(form.topics.data or []), error=error,
                            ), (400 if error else 200)
 
 
@@ -103,7 +100,7 @@ def feed(feed_id: int):
 def _edit_page(feed: Feed, errors: dict[str, str] | None = None, chosen: set[str] | None = None):
     """The feed's page; with `errors` (form name -> message) it is the 400 answer to a refused change."""
     return render_template("admin/feeds_edit.html", feed=feed, articles=_article_counts().get(feed.id, 0),
-                           topics=_all_topics(), errors=errors or {},
+                           topics=topic_queries.by_title(db.session), errors=errors or {},
                            chosen=chosen if chosen is not None else {t.slug for t in feed.topics},
                            ), (400 if errors else 200)
 
