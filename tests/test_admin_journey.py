@@ -257,3 +257,32 @@ def _journey(viewport, open_page, chromium, live_server, smtp_server) -> None:
                         (EDITOR, "digest.test"), (EDITOR, "schedule.add"), (EDITOR, "alert.send")):
         assert re.search(rf"{re.escape(who)}\s+{re.escape(action)}", log), (who, action)
     _fits(admin, viewport)
+
+
+def test_a_csv_upload_refreshes_its_progress_page_until_the_import_is_done(open_page, session, tmp_path):
+    from sqlalchemy import func, select
+
+    from subscribers.models import Subscriber
+    from tests.editors import make_editor
+
+    make_editor()
+    session.remove()
+    emails = [f"reader{n:04d}@example.org" for n in range(2500)]
+    csv_file = tmp_path / "supporters.csv"
+    csv_file.write_text("email,name\n" + "".join(f"{email},Reader {n}\n" for n, email in enumerate(emails)))
+    page = open_page(PHONE)
+    _sign_in(page, "editor@example.org")
+    page.get_by_role("link", name="Subscribers", exact=True).click()
+    page.goto("/admin/subscribers/import")
+    page.get_by_label("CSV file").set_input_files(str(csv_file))
+    page.get_by_label("These people already gave consent elsewhere").check()
+    page.get_by_role("button", name="Import").click()
+    page.wait_for_url(re.compile(r"/admin/subscribers/imports/\d+$"))
+    # No script: the page reloads itself (meta refresh) until the import is done.
+    expect(page.locator("#import-state")).to_have_text(
+        re.compile(r"^Done: 2500 row\(s\) read, 2500 imported,\s+0 skipped\.$"), timeout=120_000)
+    _fits(page, PHONE)
+    assert page.locator('meta[http-equiv="refresh"]').count() == 0
+    session.remove()
+    assert session.scalar(select(func.count()).select_from(Subscriber)) == 2500
+    assert open_page.watch.external == [] and open_page.watch.errors == []
