@@ -18,8 +18,8 @@ from mailer.admin import import_jobs
 from mailer.editors.models import AuditEvent, ImportJob
 from mailer.leases import Lease
 from mailer.links.models import Click, Link
-from mailer.sends.models import Send, SendKind
 from mailer.outbox.models import OutboxMessage, OutboxState
+from mailer.sends.models import Send, SendKind
 from subscribers import importing
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression
 from tests import factories

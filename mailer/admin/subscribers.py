@@ -23,11 +23,11 @@ from mailer import db
 from mailer.admin import import_jobs
 from mailer.admin.access import audit, get_or_404
 from mailer.editors.models import ImportJob
-from mailer.links.models import Click
-from mailer.sends.models import Send
 from mailer.errors import SubscriberError
 from mailer.extensions import csrf
+from mailer.links.models import Click
 from mailer.outbox.models import OutboxMessage
+from mailer.sends.models import Send
 from mailer.topics.models import SubscriberTopic, Topic
 from subscribers import exporting, importing
 from subscribers.models import Subscriber, SubscriberState, Suppression
