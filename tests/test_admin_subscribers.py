@@ -365,6 +365,16 @@ def test_a_job_whose_process_still_holds_it_is_not_started_twice(client, session
     assert client.get(f"{INDEX}imports/999").status_code == 404
 
 
+def test_a_job_that_has_just_ended_is_not_taken_again(client, session):
+    # A page that read the job while it ran may ask for it just after its thread ended it and let its lease go.
+    job = ImportJob(filename="list.csv", content=None, state="done", total_rows=1, done_rows=1, created_count=1)
+    session.add(job)
+    session.commit()
+    assert not import_jobs.claim(job.id, "a-page-view")
+    session.expire_all()
+    assert session.get(Lease, f"import-job:{job.id}") is None and _job(session).state == "done"
+
+
 def test_a_job_that_cannot_go_on_stops_with_the_reason_and_forgets_the_file(client, session):
     editor = make_editor()
     # Its topic was deleted after the file was checked.

@@ -69,10 +69,11 @@ def _lease_name(job_id: int) -> str:
 
 
 def claim(job_id: int, holder: str) -> bool:
-    """Take the job's lease when it is free or lapsed, and commit; False while another holder keeps it."""
+    """Take the job's lease when it is free or lapsed, and commit; False while another holder keeps it, or
+    once the job has ended."""
     name, now = _lease_name(job_id), clock.now()
     try:
-        lease = db.session.get(Lease, name, with_for_update=True)
+        lease = db.session.get(Lease, name, with_for_update=True, populate_existing=True)
         if lease is None:
             db.session.add(Lease(name=name, holder=holder, acquired_at=now, expires_at=now + LEASE_TIME))
         elif lease.holder != holder and lease.expires_at > now:
@@ -80,6 +81,11 @@ def claim(job_id: int, holder: str) -> bool:
             return False
         else:
             lease.holder, lease.acquired_at, lease.expires_at = holder, now, now + LEASE_TIME
+        # Read after the lease: a holder that just finished removed its lease and ended the job in one commit.
+        job = db.session.get(ImportJob, job_id, populate_existing=True)
+        if job is None or job.state not in UNFINISHED:
+            db.session.rollback()
+            return False
         db.session.commit()
     except IntegrityError:  # another process inserted the lease first
         db.session.rollback()
