@@ -10,8 +10,6 @@ so even a row imported twice would be in once.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import tempfile
 import threading
 import uuid
@@ -19,10 +17,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
-from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, update
 
-from mailer import clock, db
+from mailer import clock, db, leases
 from mailer.editors import operations as editor_operations
 from mailer.editors.models import Editor, ImportJob
 from mailer.errors import MailerError
@@ -34,7 +31,7 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 UNFINISHED = (QUEUED, RUNNING)
 # A chunk of 500 rows takes seconds; a lease not renewed for this long belongs to a process that stopped.
-LEASE_TIME = timedelta(minutes=2)
+LEASE_SECONDS = 120
 
 
 class LostLease(Exception):
@@ -52,7 +49,7 @@ def create(filename: str, content: str, total_rows: int, is_confirmed: bool, edi
 
 def start(app: Flask, job_id: int) -> bool:
     """Run the job in a thread of this process, unless a live process holds it; True when started here."""
-    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    holder = f"{leases.holder_name()} import {uuid.uuid4().hex[:12]}"  # each thread a holder of its own
     if not claim(job_id, holder):
         return False
     threading.Thread(target=_run, args=(app, job_id, holder), name=f"import-job-{job_id}", daemon=True).start()
@@ -69,36 +66,26 @@ def _lease_name(job_id: int) -> str:
 
 
 def claim(job_id: int, holder: str) -> bool:
-    """Take the job's lease when it is free or lapsed, and commit; False while another holder keeps it, or
+    """Take the job's lease when it is free or lapsed (committed); False while another holder keeps it, or
     once the job has ended."""
-    name, now = _lease_name(job_id), clock.now()
-    try:
-        lease = db.session.get(Lease, name, with_for_update=True, populate_existing=True)
-        if lease is None:
-            db.session.add(Lease(name=name, holder=holder, acquired_at=now, expires_at=now + LEASE_TIME))
-        elif lease.holder != holder and lease.expires_at > now:
-            db.session.rollback()
-            return False
-        else:
-            lease.holder, lease.acquired_at, lease.expires_at = holder, now, now + LEASE_TIME
-        # Read after the lease: a holder that just finished removed its lease and ended the job in one commit.
-        job = db.session.get(ImportJob, job_id, populate_existing=True)
-        if job is None or job.state not in UNFINISHED:
-            db.session.rollback()
-            return False
-        db.session.commit()
-    except IntegrityError:  # another process inserted the lease first
-        db.session.rollback()
+    taken, _ = leases.take(db.session, _lease_name(job_id), holder, LEASE_SECONDS)
+    if not taken:
+        return False
+    # Read after taking the lease: a holder that just finished ended the job and let its lease go in one commit.
+    job = db.session.get(ImportJob, job_id, populate_existing=True)
+    if job is None or job.state not in UNFINISHED:
+        leases.release(db.session, _lease_name(job_id), holder)
         return False
     return True
 
 
 def _renew(job_id: int, holder: str) -> None:
     """Inside a chunk's transaction: keep the lease, or stop if another holder has it (the chunk rolls back)."""
-    lease = db.session.get(Lease, _lease_name(job_id), with_for_update=True, populate_existing=True)
-    if lease is None or lease.holder != holder:
+    kept = db.session.execute(
+        update(Lease).where(Lease.name == _lease_name(job_id), Lease.holder == holder)
+        .values(expires_at=clock.now() + timedelta(seconds=LEASE_SECONDS))).rowcount
+    if not kept:
         raise LostLease
-    lease.expires_at = clock.now() + LEASE_TIME
 
 
 def _run(app: Flask, job_id: int, holder: str) -> None:
@@ -110,7 +97,7 @@ def _run(app: Flask, job_id: int, holder: str) -> None:
         except Exception as exc:
             log.exception("import job %s failed", job_id)
             db.session.rollback()
-            _fail(job_id, exc)
+            _fail(job_id, holder, exc)
         finally:
             db.session.remove()
 
@@ -140,18 +127,18 @@ def run(job_id: int, holder: str) -> ImportJob:
     _renew(job_id, holder)
     job.state, job.content, job.finished_at = DONE, None, clock.now()
     _audit_end(job, f"{job.filename}: imported {job.created_count}, skipped {job.skipped_count}")
-    db.session.execute(delete(Lease).where(Lease.name == _lease_name(job_id)))
+    db.session.execute(delete(Lease).where(Lease.name == _lease_name(job_id), Lease.holder == holder))
     db.session.commit()
     return job
 
 
-def _fail(job_id: int, exc: Exception) -> None:
+def _fail(job_id: int, holder: str, exc: Exception) -> None:
     job = db.session.get(ImportJob, job_id)
     reason = str(exc) if isinstance(exc, MailerError) else f"an unexpected error ({type(exc).__name__})"
     job.state, job.content, job.finished_at = FAILED, None, clock.now()
     job.errors = "\n".join(filter(None, [job.errors, f"The import stopped: {reason}."]))
     _audit_end(job, f"{job.filename}: stopped after {job.done_rows} of {job.total_rows} rows")
-    db.session.execute(delete(Lease).where(Lease.name == _lease_name(job_id)))
+    db.session.execute(delete(Lease).where(Lease.name == _lease_name(job_id), Lease.holder == holder))
     db.session.commit()
 
 
