@@ -136,10 +136,35 @@ def _shown(raw: str) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def check_file(path: Path, topic_slugs: list[str]) -> tuple[int, list[Problem]]:
+    """Read the whole file without importing anything: its row count, and every row that is an error.
+
+    Raises SubscriberError when the file itself is not a subscriber CSV. Skips (a repeated address) are not
+    errors: the import reports them as it goes.
+    """
+    total = count_rows(path)
+    known_topics = set(db.session.scalars(select(Topic.slug)))
+    unknown = sorted(set(topic_slugs) - known_topics)
+    if unknown:
+        raise SubscriberError(f"Unknown topic: {', '.join(unknown)}")
+    return total, [item for item in read_rows(path, topic_slugs, known_topics)
+                   if isinstance(item, Problem) and item.is_error]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an import stands once the chunk being committed is in: `rows_done` rows of the file behind it
+    (a resumed import counts the rows it skipped), and the report of this run so far."""
+
+    rows_done: int
+    report: ImportReport
+
+
 def import_csv(path: Path, *, topic_slugs: list[str], is_confirmed: bool,
                on_rows: Callable[[int], None] = lambda n: None,
                on_problem: Callable[[Problem], None] = lambda p: None,
-               chunk_rows: int = CHUNK_ROWS) -> ImportReport:
+               chunk_rows: int = CHUNK_ROWS, skip_rows: int = 0,
+               on_chunk: Callable[[Progress], None] = lambda progress: None) -> ImportReport:
     """Import the subscribers in the CSV at `path`, committing every `chunk_rows` rows.
 
     Without `is_confirmed` each new address is signed up as `pending` and sent the confirmation mail
@@ -147,43 +172,67 @@ def import_csv(path: Path, *, topic_slugs: list[str], is_confirmed: bool,
     lists whose consent was given elsewhere. Addresses already known are skipped silently; suppressed
     ones (unsubscribed, bounced, erased) and repeats within the file are skipped and reported.
     `on_rows(n)` is told as rows are done; `on_problem` gets each row that was not imported.
+    `skip_rows` resumes after that many data rows. `on_chunk` runs inside each chunk's transaction, just
+    before its commit, so a caller's record of the progress commits with the rows it counts.
     """
     known_topics = set(db.session.scalars(select(Topic.slug)))
     unknown = sorted(set(topic_slugs) - known_topics)
     if unknown:
         raise SubscriberError(f"Unknown topic: {', '.join(unknown)}")
     report = ImportReport()
+    rows_done = skip_rows
 
     def note(problem: Problem) -> None:
-        report.problems.append(problem)
-        if problem.is_error:
-            report.errors += 1
-        else:
-            report.skipped += 1
+        _count_problem(report, problem)
         on_problem(problem)
 
     chunk: list[Row] = []
-    for item in read_rows(path, topic_slugs, known_topics):
+    read = 0  # rows read since the last commit, imported or not
+    for index, item in enumerate(read_rows(path, topic_slugs, known_topics)):
+        if index < skip_rows:
+            continue
+        read += 1
         if isinstance(item, Problem):
             note(item)
             on_rows(1)
             continue
         chunk.append(item)
         if len(chunk) >= chunk_rows:
-            _import_chunk(chunk, path.name, is_confirmed, report, note)
+            rows_done += read
+            _import_chunk(chunk, path.name, is_confirmed, report, note, rows_done, on_chunk)
             on_rows(len(chunk))
-            chunk = []
-    if chunk:
-        _import_chunk(chunk, path.name, is_confirmed, report, note)
+            chunk, read = [], 0
+    if read:
+        rows_done += read
+        _import_chunk(chunk, path.name, is_confirmed, report, note, rows_done, on_chunk)
         on_rows(len(chunk))
     return report
 
 
+def _count_problem(report: ImportReport, problem: Problem) -> None:
+    report.problems.append(problem)
+    if problem.is_error:
+        report.errors += 1
+    else:
+        report.skipped += 1
+
+
 def _import_chunk(rows: list[Row], source_name: str, is_confirmed: bool, report: ImportReport,
-                  note: Callable[[Problem], None]) -> None:
+                  note: Callable[[Problem], None], rows_done: int, on_chunk: Callable[[Progress], None]) -> None:
     """Add one chunk of checked rows in one transaction."""
+
+    def work() -> tuple[int, list[Problem], int]:
+        added = _add(rows, source_name, is_confirmed) if rows else (0, [], 0)
+        imported, problems, already_known = added
+        after = ImportReport(report.imported + imported, report.skipped + already_known, report.errors,
+                             list(report.problems))
+        for problem in problems:
+            _count_problem(after, problem)
+        on_chunk(Progress(rows_done, after))
+        return added
+
     # Someone may sign up with one of these addresses meanwhile: then the chunk looks again, once.
-    imported, problems, already_known = db.commit_retrying_once(lambda: _add(rows, source_name, is_confirmed))
+    imported, problems, already_known = db.commit_retrying_once(work)
     report.imported += imported
     report.skipped += already_known
     for problem in problems:

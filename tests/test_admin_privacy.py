@@ -130,3 +130,17 @@ def test_an_editor_gets_403(client, session):
                      publish="1").status_code == 403
     assert _count(session) == 0
     assert "Privacy notice" not in client.get("/admin/topics/").get_data(as_text=True)
+
+
+def test_a_version_published_by_another_admin_at_the_same_moment_is_a_form_error(admin_client, session, monkeypatch):
+    from mailer.privacy import queries
+
+    assert _publish(admin_client, "2026-12-01", "First").status_code == 302
+    # The other admin's row commits after this request looked for the version and before it inserts its own.
+    monkeypatch.setattr(queries, "by_version", lambda _session, _version: None)
+    response = _publish(admin_client, "2026-12-01", "Second")
+    assert response.status_code == 400
+    assert "Version 2026-12-01 is already published" in response.get_data(as_text=True)
+    assert _count(session) == 1
+    assert session.scalar(select(PrivacyNotice)).body_source == "First"
+    assert admin_client.get(INDEX).status_code == 200

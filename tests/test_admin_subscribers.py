@@ -7,16 +7,20 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
 
 from mailer import clock
-from mailer.sends.models import Send, SendKind
+from mailer.admin import import_jobs
+from mailer.editors.models import AuditEvent, ImportJob
+from mailer.leases import Lease
 from mailer.links.models import Click, Link
-from mailer.editors.models import AuditEvent
 from mailer.outbox.models import OutboxMessage, OutboxState
+from mailer.sends.models import Send, SendKind
+from subscribers import importing
 from subscribers.models import ConsentAction, ConsentEvent, Subscriber, SubscriberState, Suppression
 from tests import factories
 from tests.editors import make_editor, post_form, sign_in
@@ -220,44 +224,171 @@ def _emails(session) -> dict[str, SubscriberState]:
     return {email: state for email, state in session.execute(select(Subscriber.email, Subscriber.state))}
 
 
-def test_an_upload_imports_good_rows_and_shows_each_refused_row(editor_client, session):
+def _progress_page(response) -> str:
+    """Where an accepted upload sends the editor: its import's progress page."""
+    assert response.status_code == 303, response.get_data(as_text=True)
+    assert re.fullmatch(r"/admin/subscribers/imports/\d+", response.location)
+    return response.location
+
+
+def _follow(client, location: str) -> str:
+    """Load the progress page and reload it, as its refresh does, until it stops refreshing; the last HTML."""
+    deadline = time.monotonic() + 120
+    while True:
+        page = client.get(location)
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        _plain(html)
+        if '<meta http-equiv="refresh" content="2">' not in html:
+            return html
+        assert "row(s) done" in html
+        assert time.monotonic() < deadline, "the import did not finish"
+        time.sleep(0.2)
+
+
+def _job(session) -> ImportJob:
+    session.expire_all()
+    job = session.scalar(select(ImportJob).order_by(ImportJob.id.desc()))
+    session.rollback()  # SQLite: the import thread writes; this test holds no transaction open meanwhile
+    return job
+
+
+def test_a_file_with_bad_rows_shows_each_and_imports_nothing(editor_client, session):
+    factories.topic(session, "ukraine")
+    session.commit()
+    content = ("email,name,topics\n"
+               "new@example.org,New Reader,ukraine\n"
+               "not-an-address,Bad,\n"
+               "other@example.org,Other,nosuchtopic\n"
+               "a@example.org,One,two,three\n"
+               "second@example.org,,\n").encode()
+    response = _upload(editor_client, content)
+    assert response.status_code == 400
+    html = response.get_data(as_text=True)
+    _plain(html)
+    assert "Nothing was imported: 3 of 5 row(s) have errors." in html
+    for line, reason in ((3, "&#39;not-an-address&#39;: "), (4, "Unknown topic: nosuchtopic"),
+                         (5, "4 fields, but the header has 3")):
+        assert re.search(rf"<tr><td>{line}</td><td>[^<]*{reason}", html), (line, reason)
+    assert "<tr><td>2</td>" not in html and "<tr><td>6</td>" not in html
+    assert _emails(session) == {} and _audit(session) == [] and _job(session) is None
+
+
+def test_a_clean_upload_imports_in_the_background_and_reports_each_skip(editor_client, session):
     factories.topic(session, "ukraine")
     factories.subscriber(session, "old@example.org")
     factories.subscriber(session, "gone@example.org", state=SubscriberState.unsubscribed, suppressed="bounced")
     session.commit()
     content = ("email,name,topics\n"
                "new@example.org,New Reader,ukraine\n"
-               "not-an-address,Bad,\n"
-               "other@example.org,Other,nosuchtopic\n"
                "new@EXAMPLE.org,Again,\n"  # the same address: a domain has no case
-
                "old@example.org,Old,\n"
                "gone@example.org,Gone,\n"
                "second@example.org,,\n").encode()
-    response = _upload(editor_client, content)
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
-    _plain(html)
-    assert "7 row(s) read: 2 imported, 1 already subscribed,\n2 skipped, 2 with errors." in html
-    for line, outcome in ((2, "imported"), (3, "error"), (4, "error"), (5, "skipped"), (6, "already subscribed"),
-                          (7, "skipped"), (8, "imported")):
-        assert f"<td>{line}</td>\n    <td>{outcome}</td>" in html, (line, outcome)
-    assert "Unknown topic: nosuchtopic" in html and "same address as line 2" in html
+    html = _follow(editor_client, _progress_page(_upload(editor_client, content)))
+    assert "Done: 5 row(s) read, 2 imported,\n3 skipped." in html
+    assert "line 3: skipped: new@example.org: same address as line 2" in html
+    assert "line 5: skipped: gone@example.org: bounced; an import does not subscribe it again" in html
     emails = _emails(session)
     assert emails["new@example.org"] == SubscriberState.pending  # double opt-in: the confirmation mail is queued
     assert emails["second@example.org"] == SubscriberState.pending
-    assert "other@example.org" not in emails and emails["gone@example.org"] == SubscriberState.unsubscribed
-    assert _audit(session) == [("subscriber.import", "", "list.csv: imported 2, skipped 3, errors 2")]
+    assert emails["gone@example.org"] == SubscriberState.unsubscribed
+    job = _job(session)
+    assert (job.state, job.content, job.done_rows, job.created_count, job.skipped_count) == ("done", None, 5, 2, 3)
+    assert _audit(session) == [("subscriber.import", str(job.id), "list.csv: 5 rows"),
+                               ("subscriber.import.end", str(job.id), "list.csv: imported 2, skipped 3")]
+    listing = editor_client.get(f"{INDEX}import").get_data(as_text=True)
+    assert f'href="/admin/subscribers/imports/{job.id}">list.csv</a>' in listing
 
 
-def test_an_upload_may_confirm_at_once_and_be_larger_than_a_form(editor_client, session):
-    content = "email,name\n" + "".join(f"reader{n:04d}@example.org,{'Reader ' * 6}{n}\n" for n in range(1000))
+def test_a_few_thousand_rows_through_the_form_are_each_imported_once(editor_client, session):
+    emails = [f"reader{n:04d}@example.org" for n in range(3000)]
+    content = "email,name\n" + "".join(f"{email},{'Reader ' * 6}{n}\n" for n, email in enumerate(emails))
     assert len(content) > 64 * 1024
-    response = _upload(editor_client, content.encode(), confirmed="y")
-    assert response.status_code == 200
-    assert "1000 row(s) read: 1000 imported" in response.get_data(as_text=True)
-    emails = _emails(session)
-    assert len(emails) == 1000 and set(emails.values()) == {SubscriberState.confirmed}
+    html = _follow(editor_client, _progress_page(_upload(editor_client, content.encode(), confirmed="y")))
+    assert "Done: 3000 row(s) read, 3000 imported,\n0 skipped." in html
+    session.expire_all()
+    rows = list(session.execute(select(Subscriber.email, Subscriber.state)))
+    session.rollback()
+    assert sorted(email for email, _ in rows) == emails  # each row once, none missing
+    assert {state for _, state in rows} == {SubscriberState.confirmed}
+    job = _job(session)
+    assert (job.state, job.content, job.done_rows, job.total_rows, job.created_count) == ("done", None, 3000, 3000, 3000)
+    assert _audit(session)[0] == ("subscriber.import", str(job.id), "list.csv: 3000 rows (confirmed)")
+
+
+def _crashed_job(session, tmp_path, editor, emails, done: int, lease_expires_at) -> ImportJob:
+    """What a process that stopped half way leaves: the rows of its committed chunks, the job `running` with
+    those rows counted, and its lease."""
+    content = "email,name\n" + "".join(f"{email},\n" for email in emails)
+    first_part = tmp_path / "list.csv"
+    first_part.write_text("email,name\n" + "".join(f"{email},\n" for email in emails[:done]))
+    assert importing.import_csv(first_part, topic_slugs=[], is_confirmed=True).imported == done
+    job = ImportJob(created_by_id=editor.id, filename="list.csv", content=content, is_confirmed=True,
+                    state="running", total_rows=len(emails), done_rows=done, created_count=done)
+    session.add(job)
+    session.flush()
+    session.add(Lease(name=f"import-job:{job.id}", holder="stopped-host:4242:0", expires_at=lease_expires_at))
+    session.commit()
+    return job
+
+
+def test_a_job_left_running_by_a_stopped_process_resumes_when_viewed_and_imports_each_row_once(
+        client, session, tmp_path):
+    editor = make_editor()
+    emails = [f"reader{n:04d}@example.org" for n in range(2000)]
+    job = _crashed_job(session, tmp_path, editor, emails, 1000, clock.now() - timedelta(minutes=5))
+    sign_in(client)
+    html = _follow(client, f"{INDEX}imports/{job.id}")
+    assert "Done: 2000 row(s) read, 2000 imported,\n0 skipped." in html
+    session.expire_all()
+    assert sorted(session.scalars(select(Subscriber.email))) == emails
+    session.rollback()
+    job = _job(session)
+    # It went on after row 1000: had it started again from the top, 1000 rows would count as skipped.
+    assert (job.state, job.content, job.created_count, job.skipped_count) == ("done", None, 2000, 0)
+    assert session.scalar(select(Lease).where(Lease.name == f"import-job:{job.id}")) is None
+
+
+def test_a_job_whose_process_still_holds_it_is_not_started_twice(client, session, tmp_path):
+    editor = make_editor()
+    emails = [f"reader{n:04d}@example.org" for n in range(10)]
+    job = _crashed_job(session, tmp_path, editor, emails, 5, clock.now() + timedelta(minutes=1))
+    sign_in(client)
+    html = client.get(f"{INDEX}imports/{job.id}").get_data(as_text=True)
+    assert '<meta http-equiv="refresh" content="2">' in html and "Importing: 5 of 10 row(s) done" in html
+    # No thread of this process took the job: the live holder still has it, and nobody else may take it.
+    assert not import_jobs.claim(job.id, "someone-else")
+    session.expire_all()
+    assert session.get(Lease, f"import-job:{job.id}").holder == "stopped-host:4242:0"
+    assert _job(session).done_rows == 5
+    assert client.get(f"{INDEX}imports/999").status_code == 404
+
+
+def test_a_job_that_has_just_ended_is_not_taken_again(client, session):
+    # A page that read the job while it ran may ask for it just after its thread ended it and let its lease go.
+    job = ImportJob(filename="list.csv", content=None, state="done", total_rows=1, done_rows=1, created_count=1)
+    session.add(job)
+    session.commit()
+    assert not import_jobs.claim(job.id, "a-page-view")
+    session.expire_all()
+    assert session.get(Lease, f"import-job:{job.id}") is None and _job(session).state == "done"
+
+
+def test_a_job_that_cannot_go_on_stops_with_the_reason_and_forgets_the_file(client, session):
+    editor = make_editor()
+    # Its topic was deleted after the file was checked.
+    job = ImportJob(created_by_id=editor.id, filename="list.csv", content="email\nana@example.org\n",
+                    topics="nosuchtopic", state="queued", total_rows=1)
+    session.add(job)
+    session.commit()
+    sign_in(client)
+    html = _follow(client, f"{INDEX}imports/{job.id}")
+    assert "Stopped after 0 of 1 row(s)" in html and "The import stopped: Unknown topic: nosuchtopic." in html
+    job = _job(session)
+    assert (job.state, job.content) == ("failed", None)
+    assert _emails(session) == {}
+    assert _audit(session) == [("subscriber.import.end", str(job.id), "list.csv: stopped after 0 of 1 rows")]
 
 
 @pytest.mark.parametrize("content, reason", [

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, SelectField, StringField
+from wtforms import BooleanField, EmailField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, Length
 
-ROLES = [("editor", "Editor: content, topics, subscribers and sends"),
-         ("admin", "Admin: everything, including accounts and the audit log")]
+ROLES = [SelectChoice("editor", "Editor: content, topics, subscribers and sends"),
+         SelectChoice("admin", "Admin: everything, including accounts and the audit log")]
 
 
 class LoginForm(FlaskForm):

@@ -1,5 +1,6 @@
 """Editors' room for subscribers: search them, open one (their consent proof, mail and clicks), suppress or
-lift a manual suppression, and export everyone as CSV. Opening a subscriber's page is access to personal
+lift a manual suppression, export everyone as CSV, and import a CSV (checked whole, then imported in the
+background while a progress page watches). Opening a subscriber's page is access to personal
 data, so it is audited like every change."""
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ import io
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from sqlalchemy import func, select
@@ -18,14 +20,16 @@ from wtforms import BooleanField, StringField
 from wtforms.validators import Length
 
 from mailer import db
+from mailer.admin import import_jobs
 from mailer.admin.access import audit, get_or_404
-from mailer.sends.models import Send
-from mailer.links.models import Click
+from mailer.editors.models import ImportJob
 from mailer.errors import SubscriberError
 from mailer.extensions import csrf
+from mailer.links.models import Click
 from mailer.outbox.models import OutboxMessage
+from mailer.sends.models import Send
 from mailer.topics.models import SubscriberTopic, Topic
-from subscribers import exporting, importing, queries
+from subscribers import exporting, importing
 from subscribers.models import Subscriber, SubscriberState, Suppression
 
 blueprint = Blueprint("subscribers", __name__, url_prefix="/subscribers")
@@ -165,61 +169,61 @@ def export():
 
 
 def upload():
-    """The import form; on POST, the file imported through subscribers.importing and each row's outcome."""
+    """The import form; on POST, the whole file checked (a row with an error imports nothing), then a job
+    that imports it in the background, and a redirect to its progress page."""
     if request.method == "GET":
-        return render_template("admin/subscribers_import.html", form=ImportForm(formdata=None), error=None,
-                               report=None)
+        return _import_page(ImportForm(formdata=None))
     # Before anything reads the body: a list may be larger than a form, and CSRF is checked here (the view
     # is exempt from the app-wide check, which would read the body under the app's smaller limit).
     request.max_content_length = MAX_UPLOAD_BYTES
+    # The multipart parser holds up to this much of the body at once while it looks for a part's end.
+    request.max_form_memory_size = MAX_UPLOAD_BYTES
     csrf.protect()
     form = ImportForm()
     upload_file = form.file.data
     if not form.validate_on_submit() or upload_file is None or not upload_file.filename:
-        return _import_error(form, "Choose a CSV file to import.")
+        return _import_page(form, "Choose a CSV file to import.")
     name = secure_filename(upload_file.filename) or "upload.csv"
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         upload_file.save(path)
         try:
-            total = importing.count_rows(path)  # refuses a file that is not UTF-8 CSV with an email column
+            total, errors = importing.check_file(path, topic_slugs=[])
         except SubscriberError as exc:
-            return _import_error(form, f"Nothing was imported: {exc}")
-        rows = [item for item in importing.read_rows(path, [], set(db.session.scalars(select(Topic.slug))))
-                if isinstance(item, importing.Row)]
-        before = set()
-        for start in range(0, len(rows), 500):
-            before |= queries.known_addresses([row.email for row in rows[start:start + 500]])
-        db.session.rollback()
-        try:
-            report = importing.import_csv(path, topic_slugs=[], is_confirmed=form.confirmed.data)
-        except SubscriberError as exc:
-            db.session.rollback()
-            return _import_error(form, f"Nothing more was imported: {exc}")
-    refused = {problem.line for problem in report.problems}
-    outcomes = sorted([(problem.line, "error" if problem.is_error else "skipped", problem.reason)
-                       for problem in report.problems]
-                      + [(row.line, "already subscribed", row.email) for row in rows
-                         if row.line not in refused and row.email in before]
-                      + [(row.line, "imported", row.email) for row in rows
-                         if row.line not in refused and row.email not in before])
-    audit("subscriber.import", None, f"{name}: {report.summary()}"
-          + (" (confirmed)" if form.confirmed.data else ""))
+            return _import_page(form, f"Nothing was imported: {exc}")
+        if errors:
+            return _import_page(form, f"Nothing was imported: {len(errors)} of {total} row(s) have errors. "
+                                      "Fix them and upload the whole file again.", errors=errors)
+        with path.open(encoding="utf-8-sig", newline="") as f:  # as the importer reads it
+            content = f.read()
+    job = import_jobs.create(name, content, total, form.confirmed.data, current_user._get_current_object())
+    audit("subscriber.import", job, f"{name}: {total} rows" + (" (confirmed)" if form.confirmed.data else ""))
     db.session.commit()
-    return render_template("admin/subscribers_import.html", form=ImportForm(formdata=None), error=None,
-                           report=report, total=total, outcomes=outcomes, name=name,
-                           already=sum(1 for _, outcome, _ in outcomes if outcome == "already subscribed"),
-                           ), 200
+    import_jobs.start(current_app._get_current_object(), job.id)
+    return redirect(url_for("admin.subscribers.import_job", job_id=job.id), 303)
 
 
-def _import_error(form: ImportForm, message: str):
-    return render_template("admin/subscribers_import.html", form=form, error=message, report=None), 400
+def _import_page(form: ImportForm, error: str | None = None, errors=()):
+    jobs = list(db.session.scalars(select(ImportJob).order_by(ImportJob.id.desc()).limit(10)))
+    return render_template("admin/subscribers_import.html", form=form, error=error, errors=errors, jobs=jobs,
+                           unfinished=import_jobs.UNFINISHED), (400 if error else 200)
+
+
+def import_job(job_id: int):
+    """An import's progress (the page refreshes itself while it runs), then its result. Viewing a job that
+    a stopped process left unfinished starts it again."""
+    job = get_or_404(ImportJob, job_id)
+    if import_jobs.resume_if_abandoned(current_app._get_current_object(), job):
+        db.session.refresh(job)
+    return render_template("admin/subscribers_import_job.html", job=job, unfinished=import_jobs.UNFINISHED,
+                           problems=[line for line in job.errors.splitlines() if line])
 
 
 csrf.exempt(upload)
 
 blueprint.add_url_rule("/", "index", index, methods=["GET"])
 blueprint.add_url_rule("/import", "upload", upload, methods=["GET", "POST"])
+blueprint.add_url_rule("/imports/<int:job_id>", "import_job", import_job, methods=["GET"])
 blueprint.add_url_rule("/export.csv", "export", export, methods=["GET"])
 blueprint.add_url_rule("/<int:subscriber_id>", "show", show, methods=["GET"])
 blueprint.add_url_rule("/<int:subscriber_id>/suppress", "suppress", suppress, methods=["POST"])

@@ -4,6 +4,7 @@ public form, merge one into another, and delete one nobody follows. Every change
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, url_for
+from wtforms import SelectChoice
 
 from mailer import db
 from mailer.admin import topic_forms
@@ -30,7 +31,7 @@ def _first_error(form) -> str:
 
 def _merge_form(topic: Topic, **kwargs) -> topic_forms.MergeForm:
     form = topic_forms.MergeForm(**kwargs)
-    form.into.choices = [(other.id, f"{other.title} ({other.slug})")
+    form.into.choices = [SelectChoice(other.id, f"{other.title} ({other.slug})")
                          for other in queries.all_topics(db.session) if other.id != topic.id]
     return form
 

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailer import clock
@@ -40,12 +41,17 @@ def publish(session: Session, version: str, body_markdown: str, editor: Editor |
     version = check_version(version)
     if not (body_markdown or "").strip():
         raise PrivacyError("The notice cannot be empty.")
+    taken = PrivacyError(f"Version {version} is already published: give the new one another name.")
     if queries.by_version(session, version) is not None:
-        raise PrivacyError(f"Version {version} is already published: give the new one another name.")
+        raise taken
     notice = PrivacyNotice(version=version, body_source=body_markdown, body_html=markdown_to_html(body_markdown),
                            published_at=clock.now(), published_by_id=editor.id if editor is not None else None)
-    session.add(notice)
-    session.flush()
+    try:
+        # A savepoint: another admin may publish the same version between the check above and this insert.
+        with session.begin_nested():
+            session.add(notice)
+    except IntegrityError:
+        raise taken from None
     return notice
 
 
