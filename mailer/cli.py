@@ -228,6 +228,7 @@ def scheduler():
 def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.articles.cli import articles
+    from mailer.bounces.cli import bounces
     from mailer.digests.cli import digests, stats
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
@@ -242,6 +243,7 @@ def _register_domain_commands() -> None:
     cli.add_command(alerts)
     cli.add_command(stats)
     cli.add_command(users)
+    cli.add_command(bounces)
 
 
 _register_domain_commands()

@@ -75,3 +75,8 @@ class LoginRefused(MailerError):
 
 class PrivacyError(MailerError):
     """A privacy notice cannot be published that way (a version taken or malformed, an empty body)."""
+
+
+class BounceError(MailerError):
+    """The bounce mailbox cannot be read (no such Maildir, an IMAP server that refuses), or a relay's
+    notification is not one we can read."""

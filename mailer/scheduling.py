@@ -26,6 +26,12 @@ BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     # another process would wait for this scheduler's next wake-up; a row is seen within a minute.
     "send-due-digests": ("mailer.digests.tasks:send_due_digests", "cron", {"minute": "*"}),
     "forget-sign-in-attempts": ("mailer.editors.tasks:forget_old_attempts", "interval", {"hours": 1}),
+    # Does nothing unless bounces.is_scheduled: the job is always there, so turning it off needs no clean-up.
+    "read-bounce-mailbox": ("mailer.bounces.tasks:read_bounce_mailbox", "interval", {"minutes": 5}),
+}
+# Jobs whose interval the config sets: job id -> (section, key) holding the minutes.
+CONFIGURED_INTERVALS: dict[str, tuple[str, str]] = {
+    "read-bounce-mailbox": ("bounces", "interval_minutes"),
 }
 
 
@@ -46,6 +52,9 @@ def make_scheduler(app, blocking: bool = False):
     scheduler = cls(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job_id, (task, trigger, args) in BUILTIN_JOBS.items():
+        if job_id in CONFIGURED_INTERVALS:
+            section, key = CONFIGURED_INTERVALS[job_id]
+            args = {"minutes": config[section][key]}
         scheduler.add_job(run_task, trigger, args=[task], id=job_id, name=job_id, replace_existing=True, **args)
     return scheduler
 
