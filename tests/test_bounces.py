@@ -354,3 +354,20 @@ def test_fixtures_read_as_their_kind(name, kind):
 def test_garbage_is_not_a_bounce():
     assert reports.read(b"\x00\xff not a message at all", RETURN_PATH).kind is None
     assert reports.read(b"", RETURN_PATH).kind is None
+
+
+@pytest.mark.parametrize("bounces, reason", [
+    ({"is_scheduled": True}, "bounces.is_scheduled is true: set bounces.imap_host or bounces.maildir"),
+    ({"imap_host": "imap.example.org"}, "bounces.imap_host is set: bounces.imap_username is needed too"),
+    ({"imap_security": "ssl"}, "bounces.imap_security must be one of none, starttls, tls"),
+    ({"soft_limit": 0}, "bounces.soft_limit must be 1 or more"),
+    ({"interval_minutes": "often"}, "bounces.interval_minutes must be a whole number"),
+    ({"imap_password": 1234}, "bounces.imap_password must be a string"),
+])
+def test_bad_bounce_settings_are_named(bounces, reason):
+    from mailer import config as config_module
+    from mailer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=reason.replace(".", r"\.")) as raised:
+        config_module.load(path=None, environ={}, overrides={"bounces": bounces})
+    assert "1234" not in str(raised.value)

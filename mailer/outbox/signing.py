@@ -21,9 +21,10 @@ from mailer.outbox.backends import Backend, Envelope, Result
 # that the message lacks is signed as absent, so adding it later breaks the signature.
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id", b"List-Unsubscribe",
                   b"List-Unsubscribe-Post", b"Feedback-ID", b"MIME-Version", b"Content-Type")
-# Named once more than they occur (over-signed, RFC 6376 §8.15): a second From, Subject or
-# List-Unsubscribe added in transit, which a mail client might show instead of ours, breaks the signature.
-OVERSIGNED_HEADERS = (b"From", b"Subject", b"List-Unsubscribe", b"List-Unsubscribe-Post")
+# Each is one a message has once at most, and each is named once more than it occurs (over-signed,
+# RFC 6376 §8.15): a second From, Subject, List-Unsubscribe or Content-Type added in transit, which a
+# mail client might show instead of ours, breaks the signature.
+OVERSIGNED_HEADERS = SIGNED_HEADERS
 
 
 @dataclass(frozen=True)
