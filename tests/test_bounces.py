@@ -338,6 +338,7 @@ def test_imap_server_that_is_not_there_is_one_line(session, runner, app, dovecot
 @pytest.mark.parametrize("name, kind", [
     ("postfix-hard.eml", reports.BounceKind.hard),
     ("postfix-delayed.eml", reports.BounceKind.soft),
+    ("exim-failed.eml", reports.BounceKind.hard),  # not a DSN: flufl.bounce's Exim detector
     ("arf-abuse.eml", reports.BounceKind.complaint),
     ("arf-redacted.eml", reports.BounceKind.complaint),
     ("vacation.eml", None),
