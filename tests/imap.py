@@ -26,7 +26,9 @@ def _free_port() -> int:
 class Dovecot:
     """`start()` runs the server (its own config, state and log in a temp dir); `stop()` ends it."""
 
-    def __init__(self):
+    def __init__(self, *, tls: bool = False):
+        self.tls = tls
+        self.tls_port = _free_port() if tls else 0
         self.dir = Path(tempfile.mkdtemp(prefix="mailer-imap-"))
         self.dir.chmod(0o755)  # the mail process runs as nobody and must reach the home below
         self.host, self.port = "127.0.0.1", _free_port()
@@ -41,13 +43,19 @@ class Dovecot:
                 shutil.chown(path, "nobody", "nogroup")
         (self.dir / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
         user = "nobody" if os.geteuid() == 0 else str(os.geteuid())
+        ssl = "no"
+        if self.tls:  # a self-signed certificate: no client that verifies certificates accepts it
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                            "-subj", "/CN=127.0.0.1", "-keyout", str(self.dir / "key.pem"),
+                            "-out", str(self.dir / "cert.pem")], check=True, capture_output=True)
+            ssl = f"yes\nssl_cert = <{self.dir}/cert.pem\nssl_key = <{self.dir}/key.pem"
         (self.dir / "dovecot.conf").write_text(f"""\
 base_dir = {self.dir}/run
 state_dir = {self.dir}/state
 log_path = {self.dir}/log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = {ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 passdb {{
@@ -65,7 +73,8 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {self.tls_port}
   }}
 }}
 service pop3-login {{

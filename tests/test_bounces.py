@@ -372,3 +372,22 @@ def test_bad_bounce_settings_are_named(bounces, reason):
     with pytest.raises(ConfigError, match=reason.replace(".", r"\.")) as raised:
         config_module.load(path=None, environ={}, overrides={"bounces": bounces})
     assert "1234" not in str(raised.value)
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_imap_refuses_a_server_whose_certificate_it_cannot_verify(session, runner, app, security):
+    if not DOVECOT.exists():
+        if IN_CI:
+            pytest.fail("CI=true but Dovecot is not installed: .ci/run must install dovecot-imapd")
+        pytest.skip("Dovecot is not installed (apt-get install dovecot-imapd)")
+    server = Dovecot(tls=True)
+    server.start()
+    try:
+        invoke = imap_runner(runner, app, server, imap_security=security,
+                             imap_port=server.tls_port if security == "tls" else server.port)
+        result = invoke("bounces", "process", "--imap")
+    finally:
+        server.stop()
+    # The password is never sent to a server that could be anyone's: the certificate is checked first.
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "TLS failed" in result.output and "CERTIFICATE_VERIFY_FAILED" in result.output, result.output
