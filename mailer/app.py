@@ -84,6 +84,7 @@ def _register_blueprints(app: Flask) -> None:
     from mailer import web
     from mailer.admin.blueprint import blueprint as admin_blueprint
     from mailer.api import blueprint as api
+    from mailer.bounces.blueprint import blueprint as bounces_blueprint
     from mailer.sends.blueprint import blueprint as archive_blueprint
     from mailer.links.blueprint import blueprint as links_blueprint
     from subscribers.blueprint import blueprint as subscribers_blueprint
@@ -93,6 +94,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(archive_blueprint)
     app.register_blueprint(links_blueprint)
     app.register_blueprint(admin_blueprint)
+    app.register_blueprint(bounces_blueprint)
     web.register_error_pages(app)
     api.register(app)  # after the error pages: under /api/ they answer JSON instead
     web.register_security_headers(app)

@@ -326,6 +326,7 @@ def _register_domain_commands() -> None:
     from mailer.alerts.cli import alerts
     from mailer.api.cli import tokens
     from mailer.articles.cli import articles
+    from mailer.bounces.cli import bounces
     from mailer.digests.cli import digests
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
@@ -350,6 +351,7 @@ def _register_domain_commands() -> None:
     cli.add_command(backup)
     cli.add_command(tokens)
     cli.add_command(webhooks)
+    cli.add_command(bounces)
 
 
 _register_domain_commands()

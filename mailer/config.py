@@ -91,6 +91,21 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "admin": {
         "session_idle_hours": 12,
     },
+    "bounces": {
+        "maildir": "",
+        "imap_host": "",
+        "imap_port": 993,
+        "imap_security": "tls",
+        "imap_username": "",
+        "imap_password": "",
+        "imap_folder": "INBOX",
+        "is_scheduled": False,
+        "interval_minutes": 5,
+        "soft_limit": 5,
+        "soft_days": 14,
+        "webhook_secret": "",
+        "sns_confirm": True,
+    },
     "signup": {
         "confirmations_per_day": 3,
         "confirm_days": 7,
@@ -113,6 +128,7 @@ ADDRESS = re.compile(r"[^@\s<>,\"]+@[^@\s<>,\"]+")
 CHOICES = {
     ("mail", "backend"): {"maildir", "smtp"},
     ("mail.smtp", "security"): {"none", "starttls", "tls"},
+    ("bounces", "imap_security"): {"none", "starttls", "tls"},
 }
 
 
@@ -146,7 +162,8 @@ class Config(Mapping[str, Mapping[str, Any]]):
 
 
 # Settings whose values an error message must never show (errors end up in terminals and logs).
-SECRETS = {("mail.smtp", "password"), ("site", "secret_key")}
+SECRETS = {("mail.smtp", "password"), ("site", "secret_key"), ("bounces", "imap_password"),
+           ("bounces", "webhook_secret")}
 
 
 def _coerce(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
@@ -337,6 +354,14 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         if not values["mail.smtp"][key].isascii():
             # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).
             raise ConfigError(f"mail.smtp.{key} must be ASCII: Python's smtplib cannot send other characters")
+    bounces = values["bounces"]
+    for key in ("interval_minutes", "soft_limit", "soft_days"):
+        if bounces[key] < 1:
+            raise ConfigError(f"bounces.{key} must be 1 or more")
+    if bounces["is_scheduled"] and not (bounces["imap_host"] or bounces["maildir"]):
+        raise ConfigError("bounces.is_scheduled is true: set bounces.imap_host or bounces.maildir to read")
+    if bounces["imap_host"] and not bounces["imap_username"]:
+        raise ConfigError("bounces.imap_host is set: bounces.imap_username is needed too")
     timezone = values["scheduler"]["timezone"]
     try:
         zoneinfo.ZoneInfo(timezone)

@@ -171,8 +171,18 @@ def make_message_id(config: Config) -> str:
 PERSONAL_HEADERS = ("To", "Message-ID", "List-Unsubscribe")
 
 
+# Feedback-ID's sender field: the same on all our mail, so a mailbox provider's feedback loop groups it.
+FEEDBACK_SENDER = "mailer"
+
+
+def feedback_id(kind: str, send_id: int) -> str:
+    """Feedback-ID of a send's mail, e.g. `alert-12:mailer`: Gmail's Postmaster Tools report complaint
+    rates per value, so a digest or alert that draws complaints shows up by itself."""
+    return f"{kind}-{send_id}:{FEEDBACK_SENDER}"
+
+
 def _headers(config: Config, *, to: str, to_name: str, subject: str, unsubscribe_url: str,
-             message_id: str, is_bulk: bool) -> list[tuple[str, object]]:
+             message_id: str, is_bulk: bool, feedback: str = "") -> list[tuple[str, object]]:
     """Every header of list mail, in order: one list, so `build` and `BulkMessage` cannot drift apart."""
     mail = config["mail"]
     headers = [
@@ -189,6 +199,8 @@ def _headers(config: Config, *, to: str, to_name: str, subject: str, unsubscribe
         ("List-Unsubscribe", f"<{unsubscribe_url}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
     ]
+    if feedback:
+        headers.append(("Feedback-ID", _single_line(feedback)))
     if is_bulk:
         headers.append(("Precedence", "bulk"))
     headers.append(("Auto-Submitted", "auto-generated"))
@@ -196,12 +208,13 @@ def _headers(config: Config, *, to: str, to_name: str, subject: str, unsubscribe
 
 
 def build(config: Config, *, to: str, to_name: str = "", rendered: Rendered, unsubscribe_url: str,
-          message_id: str | None = None, is_bulk: bool = True) -> EmailMessage:
-    """A multipart/alternative message carrying every header the contract asks of list mail."""
+          message_id: str | None = None, is_bulk: bool = True, feedback: str = "") -> EmailMessage:
+    """A multipart/alternative message carrying every header the contract asks of list mail; `feedback`
+    is its Feedback-ID (`feedback_id(kind, send_id)` for a send's mail)."""
     msg = EmailMessage(policy=POLICY)
     for name, value in _headers(config, to=to, to_name=to_name, subject=rendered.subject,
                                 unsubscribe_url=unsubscribe_url, message_id=message_id or make_message_id(config),
-                                is_bulk=is_bulk):
+                                is_bulk=is_bulk, feedback=feedback):
         msg[name] = value
     msg.set_content(rendered.text, cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
@@ -248,7 +261,8 @@ class BulkMessage:
     Date is the time this was made.
     """
 
-    def __init__(self, config: Config, *, subject: str, text: str, html: str, slot: re.Pattern):
+    def __init__(self, config: Config, *, subject: str, text: str, html: str, slot: re.Pattern,
+                 feedback: str = ""):
         self.config = config
         self.subject = _single_line(subject)
         self._slot = slot
@@ -259,7 +273,7 @@ class BulkMessage:
         # goes (the values given here for those are never written).
         self._headers: list[bytes | str] = []
         for name, value in _headers(config, to="reader@example.org", to_name="", subject=self.subject,
-                                    unsubscribe_url="", message_id="", is_bulk=True):
+                                    unsubscribe_url="", message_id="", is_bulk=True, feedback=feedback):
             if name in PERSONAL_HEADERS:
                 self._headers.append(name)
             elif self._headers and isinstance(self._headers[-1], bytes):

@@ -83,3 +83,8 @@ class ApiTokenError(MailerError):
 
 class WebhookError(MailerError):
     """A webhook cannot be added or changed that way (not an http(s) URL, an unknown event)."""
+
+
+class BounceError(MailerError):
+    """The bounce mailbox cannot be read (no such Maildir, an IMAP server that refuses), or a relay's
+    notification is not one we can read."""

@@ -38,6 +38,12 @@ BUILTIN_JOBS: dict[str, tuple[str, str, dict]] = {
     # privacy.keep_ip_days and tracking.keep_days are counted in days: an hourly pass keeps them to the hour.
     "apply-retention": ("mailer.privacy.tasks:apply_retention", "interval", {"hours": 1}),
     "deliver-webhooks": ("mailer.webhooks.tasks:deliver_events", "cron", {"minute": "*"}),
+    # Does nothing unless bounces.is_scheduled: the job is always there, so turning it off needs no clean-up.
+    "read-bounce-mailbox": ("mailer.bounces.tasks:read_bounce_mailbox", "interval", {"minutes": 5}),
+}
+# Jobs whose interval the config sets: job id -> (section, key) holding the minutes.
+CONFIGURED_INTERVALS: dict[str, tuple[str, str]] = {
+    "read-bounce-mailbox": ("bounces", "interval_minutes"),
 }
 
 
@@ -57,6 +63,9 @@ def make_scheduler(app):
     scheduler = BackgroundScheduler(jobstores={"default": jobstore}, timezone=config["scheduler"]["timezone"],
                     job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
     for job_id, (task, trigger, args) in BUILTIN_JOBS.items():
+        if job_id in CONFIGURED_INTERVALS:
+            section, key = CONFIGURED_INTERVALS[job_id]
+            args = {"minutes": config[section][key]}
         scheduler.add_job(run_task, trigger, args=[task], id=job_id, name=job_id, replace_existing=True, **args)
     return scheduler
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from mailer import clock, emails
@@ -220,6 +221,31 @@ def unsubscribe(session: Session, subscriber: Subscriber, meta: RequestMeta = Re
     event = _record(subscriber, ConsentAction.withdrawn, meta)
     webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_UNSUBSCRIBED, subscriber, event,
                                 include_email=_config()["webhooks"]["include_email"])
+    return True
+
+
+# Reasons a fresh double opt-in lifts (confirm() deletes them); a bounce or a complaint replaces them,
+# so that a later signup cannot bring mail back to an address that bounced or complained.
+WEAK_REASONS = ("unsubscribed",)
+
+
+def suppress(session: Session, email: str, reason: str, detail: str = "") -> bool:
+    """Keep bulk mail away from `email` (reason: bounced, complained...). True when the list changed.
+
+    An address already suppressed keeps its row; an `unsubscribed` one takes the new, stronger reason.
+    Safe when another process suppresses the same address at the same moment (the address is unique).
+    """
+    existing = session.scalar(select(Suppression).where(Suppression.email == email))
+    if existing is not None:
+        if existing.reason in WEAK_REASONS and reason not in WEAK_REASONS:
+            existing.reason, existing.detail = reason, detail
+            return True
+        return False
+    try:
+        with session.begin_nested():
+            session.add(Suppression(email=email, reason=reason, detail=detail, created_at=clock.now()))
+    except IntegrityError:  # suppressed by another process since we looked: it is suppressed either way
+        return False
     return True
 
 

@@ -162,6 +162,81 @@ def test_dkim_signature_over_a_bulk_message_verifies(frozen_clock, dkim_key):
     assert tampered != envelope.content and not dkim.verify(tampered, dnsfunc=dns)
 
 
+def test_feedback_id_is_written_alike_by_both_paths(frozen_clock):
+    config = make_config(site={"base_url": BASE, "postal_address": POSTAL})
+    parts, placeholders = digest(config)
+    feedback = emails.feedback_id("alert", 12)
+    reference = emails.build(config, to="reader@example.org", rendered=personalise(parts, placeholders, fill),
+                             unsubscribe_url=fill("unsubscribe_url"), message_id="<1.2.3@news.example.org>",
+                             feedback=feedback)
+    prepared = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
+                                  slot=placeholders.pattern, feedback=feedback).personal(
+        to="reader@example.org", unsubscribe_url=fill("unsubscribe_url"), values=fill,
+        message_id="<1.2.3@news.example.org>")
+    message = assert_same_message(reference, prepared.content)
+    assert message["Feedback-ID"] == "alert-12:mailer"
+    # Mail without a send (a confirmation, say) carries none.
+    assert "Feedback-ID" not in both(config, parts, placeholders, "reader@example.org", "")[0]
+
+
+def _signed(dkim_key, feedback: str = "alert-12:mailer") -> tuple[bytes, object]:
+    key, record = dkim_key
+    config = make_config(site={"base_url": BASE, "postal_address": POSTAL})
+    parts, placeholders = digest(config)
+    prepared = emails.BulkMessage(config, subject=parts.subject, text=parts.text, html=parts.html,
+                                  slot=placeholders.pattern, feedback=feedback).personal(
+        to="reader@example.org", unsubscribe_url=fill("unsubscribe_url"), values=fill)
+    signed = signing.Signer("mail", "news.example.org", key.read_bytes()).sign(prepared.content)
+
+    def dns(name, timeout=5):
+        return record if name == b"mail._domainkey.news.example.org." else None
+
+    return signed, dns
+
+
+def _add_header(content: bytes, line: bytes, *, on_top: bool) -> bytes:
+    """`line` added in transit: above every header (as relays add theirs), or below the last one."""
+    if on_top:
+        return line + b"\r\n" + content
+    head, _, body = content.partition(b"\r\n\r\n")
+    return head + b"\r\n" + line + b"\r\n\r\n" + body
+
+
+def test_dkim_signs_mime_headers_and_feedback_id(frozen_clock, dkim_key):
+    signed, dns = _signed(dkim_key)
+    assert dkim.verify(signed, dnsfunc=dns)
+    listed = parse(signed)["DKIM-Signature"].replace(" ", "").replace("\t", "").lower()
+    names = listed.partition("h=")[2].partition(";")[0].split(":")
+    for header in ("content-type", "mime-version", "feedback-id"):
+        assert header in names, header
+    # Over-signed: named once more than the message has them, so one more cannot be added unseen.
+    for header in ("from", "subject", "list-unsubscribe", "list-unsubscribe-post"):
+        assert names.count(header) == 2, header
+
+
+@pytest.mark.parametrize("on_top", [True, False], ids=["prepended", "appended"])
+@pytest.mark.parametrize("line", [
+    b"Subject: You won a prize, click here",
+    b"From: Accidentally Alex <updates@evil.example>",
+    b"List-Unsubscribe: <https://evil.example/unsubscribe>",
+    b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+    b"Content-Type: text/html",
+    b"Feedback-ID: other:mailer",
+])
+def test_a_header_added_after_signing_breaks_the_signature(frozen_clock, dkim_key, line, on_top):
+    signed, dns = _signed(dkim_key)
+    tampered = _add_header(signed, line, on_top=on_top)
+    assert tampered != signed and parse(tampered).get_all(line.split(b":")[0].decode())
+    assert dkim.verify(signed, dnsfunc=dns)
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_feedback_id_cannot_be_added_to_mail_signed_without_one(frozen_clock, dkim_key):
+    signed, dns = _signed(dkim_key, feedback="")
+    assert dkim.verify(signed, dnsfunc=dns)
+    assert not dkim.verify(_add_header(signed, b"Feedback-ID: alert-1:mailer", on_top=True), dnsfunc=dns)
+
+
 @pytest.mark.parametrize("make", ["build", "bulk"])
 def test_list_unsubscribe_is_written_as_a_url_not_an_encoded_word(frozen_clock, make):
     """The stdlib RFC 2047-encodes a text header longer than 78 characters; no provider decodes that in
@@ -221,6 +296,7 @@ def test_queue_writes_bulk_messages_to_the_outbox(app, session, frozen_clock, co
         parts = check_message(message, postal_address=config["site"]["postal_address"])
         assert message["To"].addresses[0].display_name == name
         assert str(message["Subject"]) == send.subject
+        assert message["Feedback-ID"] == emails.feedback_id("digest", send.id)
         assert "/l/" in parts["html"] and factories.PETITION_URL not in parts["html"]
     # The Message-ID comes from the send and the reader: a retry of the same row repeats it.
     from mailer.sends.delivery import message_id

@@ -22,7 +22,8 @@ def test_builtin_jobs_are_stored_in_the_database(app, session):
     with app.extensions["engine"].connect() as conn:
         assert sorted(conn.execute(text("SELECT id FROM apscheduler_jobs")).scalars()) == sorted(scheduling.BUILTIN_JOBS)
         assert sorted(scheduling.BUILTIN_JOBS) == ["apply-retention", "deliver-webhooks", "forget-sign-in-attempts",
-                                                   "poll-feeds", "reduce-old-deliveries", "send-due-digests"]
+                                                   "poll-feeds", "read-bounce-mailbox", "reduce-old-deliveries",
+                                                   "send-due-digests"]
 
 
 def test_starting_twice_keeps_one_copy_of_each_job(app, session):

@@ -17,8 +17,14 @@ from mailer.errors import ConfigError
 from mailer.outbox.backends import Backend, Envelope, Result
 
 # The headers a receiver and a list-unsubscribe check rely on; signing them stops anyone altering them.
+# Content-Type and MIME-Version too: without them a relay could re-label the body. A header named here
+# that the message lacks is signed as absent, so adding it later breaks the signature.
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"Date", b"Message-ID", b"List-Id", b"List-Unsubscribe",
-                  b"List-Unsubscribe-Post")
+                  b"List-Unsubscribe-Post", b"Feedback-ID", b"MIME-Version", b"Content-Type")
+# Each is one a message has once at most, and each is named once more than it occurs (over-signed,
+# RFC 6376 §8.15): a second From, Subject, List-Unsubscribe or Content-Type added in transit, which a
+# mail client might show instead of ours, breaks the signature.
+OVERSIGNED_HEADERS = SIGNED_HEADERS
 
 
 @dataclass(frozen=True)
@@ -32,7 +38,7 @@ class Signer:
     def sign(self, content: bytes) -> bytes:
         """The message with a DKIM-Signature header in front."""
         signature = dkim.sign(content, self.selector.encode(), self.domain.encode(), self.private_key,
-                              include_headers=list(SIGNED_HEADERS))
+                              include_headers=list(SIGNED_HEADERS + OVERSIGNED_HEADERS))
         return signature + content
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from mailer.config import Config
 
@@ -28,6 +29,17 @@ def outbox_id(verp_token: str, secret: str) -> int | None:
     if not (number.isascii() and number.isdigit() and len(number) <= 19) or not hmac.compare_digest(mac, _mac(int(number), secret)):
         return None
     return int(number)
+
+
+def tokens_in(return_path: str, text: str) -> list[str]:
+    """The VERP tokens in `text` (a bounce's headers, say) written in the shape `return_path` gives them,
+    first seen first, signed or not: `outbox_id` tells ours from a forged one. None when VERP is off."""
+    prefix, placeholder, suffix = return_path.partition(PLACEHOLDER)
+    if not placeholder:
+        return []
+    # Local parts are matched without case (relays fold it); the token runs up to the domain.
+    pattern = re.compile(re.escape(prefix) + r"([0-9]{1,19}-[0-9a-z]{1,64})" + re.escape(suffix), re.IGNORECASE)
+    return list(dict.fromkeys(match.lower() for match in pattern.findall(text)))
 
 
 def envelope_sender(config: Config, outbox_id: int, secret: str) -> str:

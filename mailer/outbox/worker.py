@@ -30,6 +30,7 @@ from mailer.outbox import verp
 from mailer.outbox.backends import Backend, Envelope, Result
 from mailer.outbox.models import OutboxMessage, OutboxState
 from subscribers.models import Suppression
+from subscribers.operations import suppress
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def record(config: Config, results: list[Result], holder: str | None = None) -> 
             if not result.is_withdrawn:
                 tally.errors[_error_class(result.error)] += 1
             if result.is_bounce:
-                _suppress_bounced(session, row.recipient, result.error, now)
+                suppress(session, row.recipient, "bounced", result.error)
     return tally
 
 
@@ -221,13 +222,6 @@ def _still_ours(holder: str | None) -> tuple:
     if holder is None:
         return ()
     return (OutboxMessage.state == OutboxState.sending, OutboxMessage.claimed_by == holder)
-
-
-def _suppress_bounced(session, address: str, error: str, now) -> None:
-    # An existing suppression (unsubscribed, an earlier bounce) already keeps bulk mail away.
-    if session.scalar(select(Suppression.id).where(Suppression.email == address)) is None:
-        session.add(Suppression(email=address, reason="bounced", detail=error, created_at=now))
-        session.flush()  # a second bounce for the same address in this batch sees this row
 
 
 def hand_back(ids: Sequence[int], holder: str) -> int:

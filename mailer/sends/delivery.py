@@ -21,7 +21,7 @@ from mailer.links import tokens as link_tokens
 from mailer.links.models import Link
 from mailer.links.queries import OPEN
 from mailer.outbox.models import OutboxMessage
-from mailer.sends.models import SendVariant
+from mailer.sends.models import Send, SendVariant
 from mailer.sends.queries import Recipient
 from subscribers import tokens as subscriber_tokens
 from subscribers.models import Subscriber
@@ -91,10 +91,13 @@ class Builder:
     def _load_variants(self, session: Session, variant_ids: set[int]) -> None:
         if not variant_ids:
             return
-        for variant in session.scalars(select(SendVariant).where(SendVariant.id.in_(variant_ids))):
+        rows = session.execute(select(SendVariant, Send.kind).join(Send, Send.id == SendVariant.send_id)
+                               .where(SendVariant.id.in_(variant_ids)))
+        for variant, kind in rows:
             self._messages[variant.id] = (variant.send_id, emails.BulkMessage(
                 self.config, subject=variant.subject, text=variant.text, html=variant.html,
-                slot=Placeholders(variant.placeholder).pattern))
+                slot=Placeholders(variant.placeholder).pattern,
+                feedback=emails.feedback_id(kind.value, variant.send_id)))
 
     def _open_link(self, session: Session, send_id: int) -> int | None:
         if send_id not in self._open_links:
