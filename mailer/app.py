@@ -9,7 +9,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import config as config_module
-from mailer import db
+from mailer import db, ratelimits
 from mailer.config import Config
 from mailer.emails import TEMPLATES
 from mailer.extensions import csrf, limiter, login_manager
@@ -44,6 +44,9 @@ def _configure(app: Flask, config: Config) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["admin"]["session_idle_hours"])
     app.jinja_env.globals["site_name"] = config.site_name
     app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
+    # Moving windows: a burst at a window's edge cannot pass twice the limit.
+    app.config["RATELIMIT_STORAGE_URI"] = config["site"]["rate_limit_storage"] or f"{ratelimits.SCHEME}://"
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
     proxies = config["site"]["trusted_proxies"]
     if proxies:
         # The client address (consent records, the signup rate limit) comes from the proxy's header,

@@ -188,7 +188,10 @@ def serve(host, port, no_scheduler, no_worker, threads):
     config = app.config["MAILER"]
     # The port before anything starts: a busy one is one line, not a worker left running.
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
+        # Waitress drops X-Forwarded-* unless told of a proxy; behind `site.trusted_proxies` the app's
+        # ProxyFix reads them, trusting exactly that many hops (every reader was the proxy otherwise).
+        server = create_server(app, host=host, port=port, threads=threads, ident="mailer",
+                               clear_untrusted_proxy_headers=not config["site"]["trusted_proxies"])
     except OSError as exc:
         raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError:  # waitress's answer to a host name that does not resolve
