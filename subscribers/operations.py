@@ -12,7 +12,7 @@ from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, object_session
 
-from mailer import clock, emails
+from mailer import clock, emails, ratelimits
 from mailer.config import Config
 from mailer.errors import SubscriberError
 from mailer.digests.models import Click
@@ -147,7 +147,10 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     email = normalise_email(email)
     name = clean_name(name)
     topics = _topics(session, topic_slugs or [])
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+    _refuse_blocked_domain(config, email)
+    # FOR UPDATE: two signups of one address take turns from here to their commit, so each counts
+    # the confirmations the other queued (PostgreSQL; SQLite's writers take turns anyway).
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email).with_for_update())
     if subscriber is None:
         subscriber = Subscriber(email=email, name=name, created_at=clock.now())
         session.add(subscriber)
@@ -164,12 +167,41 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     _record(subscriber, ConsentAction.given, meta, consent_text=consent,
             detail=",".join(t.slug for t in topics))
     if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
+        _count_pending_for_domain(session, config, email)
         # On the web form anyone may type anyone's address, and a name to go with it: until the owner
         # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
         queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
                    confirm_url=emails.absolute_url(config, f"/confirm/{tokens.confirm_token(subscriber.id, email)}"),
                    confirm_days=config["signup"]["confirm_days"])
     return subscriber
+
+
+def _domain(email: str) -> str:
+    return email.rsplit("@", 1)[1].lower()
+
+
+def blocked_domains(config: Config) -> set[str]:
+    """`signup.blocked_domains` as a set of lower-case domains."""
+    return {d.strip().lower().rstrip(".") for d in config["signup"]["blocked_domains"].replace(",", " ").split()}
+
+
+def _refuse_blocked_domain(config: Config, email: str) -> None:
+    domain = _domain(email)
+    parts = domain.split(".")
+    if blocked_domains(config) & {".".join(parts[i:]) for i in range(len(parts))}:  # or a subdomain of one
+        raise SubscriberError("We cannot sign up addresses at this domain. Please use another address.",
+                              field="email")
+
+
+def _count_pending_for_domain(session: Session, config: Config, email: str) -> None:
+    """Count one confirmation to `email`'s domain against `signup.pending_per_domain_per_hour`."""
+    cap = config["signup"]["pending_per_domain_per_hour"]
+    if not cap:
+        return
+    key = ratelimits.hashed_key(current_app.config["SECRET_KEY"], _domain(email))
+    if not ratelimits.take(session.connection(), "signup-domain", key, limit=cap, per=timedelta(hours=1)):
+        raise SubscriberError("Too many people signed up with addresses at this domain in the last hour. "
+                              "Please try again later.", field="email")
 
 
 def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = RequestMeta()) -> bool:

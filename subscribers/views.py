@@ -5,10 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, make_response, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
-from mailer import db
+from mailer import db, web
 from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics import queries as topic_queries
@@ -59,14 +60,33 @@ def _signup_unlimited() -> bool:
     return not _signup_rate_limit()
 
 
+def embed_origins() -> list[str]:
+    """The origins `signup.embed_origins` lets frame the signup form."""
+    return current_app.config["MAILER"]["signup"]["embed_origins"].split()
+
+
+def _is_embedded() -> bool:
+    """`?embed=1` on a site that names origins to frame it: the form without our header, frameable."""
+    return request.args.get("embed") == "1" and bool(embed_origins())
+
+
+def _framed_by_embed_origins(response: Response) -> Response:
+    """This response only may be framed by `signup.embed_origins`; every other keeps frame-ancestors 'none'."""
+    response.headers["Content-Security-Policy"] = web.PAGE_POLICY.replace(
+        "frame-ancestors 'none'", "frame-ancestors " + " ".join(embed_origins()))
+    return response
+
+
 @limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
     site = current_app.config["MAILER"].site_name
+    embedded = _is_embedded()
     form = forms.SubscribeForm()
     form.topics.choices = _topic_choices()
+    notice = ""
     if form.validate_on_submit():
         if form.website.data:  # the honeypot: look like success, store nothing
-            return redirect(url_for("subscribers.thanks"))
+            return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
         meta = _meta(form.form_id.data or "subscribe")
         try:
             _refuse_topics_not_offered(form)
@@ -76,11 +96,17 @@ def subscribe():
             field = getattr(form, exc.field or "email")
             field.errors = [*field.errors, str(exc)]
         else:
-            return redirect(url_for("subscribers.thanks"))
+            return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
+    elif form.csrf_token.errors:
+        refusal = getattr(form, "token_refusal", None)
+        if refusal is None or refusal.forged:  # no token, or not one of ours: not our form at all
+            raise CSRFError("signup form token refused")
+        notice = str(refusal)  # expired, or sent back too fast: the form again, filled in, nothing stored
     status = 400 if form.errors else 200
-    return render_template("subscribe.html", form=form, heading=copy.heading(site),
-                           consent_label=copy.consent_label(site),
-                           descriptions=_topic_descriptions()), status
+    response = make_response(render_template(
+        "subscribe.html", form=form, heading=copy.heading(site), consent_label=copy.consent_label(site),
+        descriptions=_topic_descriptions(), notice=notice, embedded=embedded), status)
+    return _framed_by_embed_origins(response) if embedded else response
 
 
 def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
@@ -91,7 +117,9 @@ def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
 
 
 def thanks():
-    return render_template("thanks.html", thanks=copy.THANKS)
+    embedded = _is_embedded()
+    response = make_response(render_template("thanks.html", thanks=copy.THANKS, embedded=embedded))
+    return _framed_by_embed_origins(response) if embedded else response
 
 
 def confirm(token: str):
