@@ -235,9 +235,10 @@ def _register_domain_commands() -> None:
     from mailer.editors.cli import users
     from mailer.feeds.cli import feeds
     from mailer.topics.cli import topics
-    from subscribers.cli import subscribers
+    from subscribers.cli import signup, subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(signup)
     cli.add_command(topics)
     cli.add_command(articles)
     cli.add_command(feeds)
