@@ -147,7 +147,9 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     email = normalise_email(email)
     name = clean_name(name)
     topics = _topics(session, topic_slugs or [])
-    _refuse_blocked_domain(config, email)
+    is_stranger = meta.source != "import"  # anyone may type any address; an editor's list is theirs
+    if is_stranger:
+        _refuse_blocked_domain(config, email)
     # FOR UPDATE: two signups of one address take turns from here to their commit, so each counts
     # the confirmations the other queued (PostgreSQL; SQLite's writers take turns anyway).
     subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email).with_for_update())
@@ -167,7 +169,8 @@ def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[s
     _record(subscriber, ConsentAction.given, meta, consent_text=consent,
             detail=",".join(t.slug for t in topics))
     if _replies_today(session, subscriber) < config["signup"]["confirmations_per_day"]:
-        _count_pending_for_domain(session, config, email)
+        if is_stranger:
+            _count_pending_for_domain(session, config, email)
         # On the web form anyone may type anyone's address, and a name to go with it: until the owner
         # confirms, our mail to them carries none of a stranger's words. A list an editor imports is theirs.
         queue_mail(session, subscriber, "confirmation", "confirmation", is_named=meta.source != "web",
