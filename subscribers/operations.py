@@ -51,9 +51,15 @@ def normalise_email(raw: str) -> str:
         raise SubscriberError("An email address cannot contain line breaks.", field="email")
     try:
         # IDN domains are fine (sent as xn--); a non-ASCII local part needs SMTPUTF8, which many servers lack.
-        return validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized
+        normalized = validate_email(raw, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
         raise SubscriberError(f"That email address is not valid: {exc}", field="email") from None
+    if "=?" in normalized.rpartition("@")[0]:
+        # "=?utf-8?q?…?=" is all atext, so the syntax allows it, but it is an RFC 2047 encoded word:
+        # Python's header parser (and mail programs) decode it inside To, and our mail to it failed (a 500).
+        raise SubscriberError("That email address is not valid: it contains “=?”, so mail programs would "
+                              "read it as encoded text.", field="email")
+    return normalized
 
 
 def clean_name(raw: str) -> str:
