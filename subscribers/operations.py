@@ -136,10 +136,12 @@ def queue_mail(session: Session, subscriber: Subscriber, kind: str, template: st
     links = tokens.links(subscriber)
     name = subscriber.name if is_named else ""
     rendered = emails.render(template, config, name=name, **links, **context)
-    message = emails.build(config, to=subscriber.email, to_name=name, rendered=rendered,
-                           unsubscribe_url=links["unsubscribe_url"], is_bulk=False)
+    # BulkMessage writes the bytes `emails.build` would (tests/test_bulk_message.py), in a quarter of the time.
+    message = emails.BulkMessage(config, subject=rendered.subject, text=rendered.text, html=rendered.html,
+                                 is_bulk=False).personal(to=subscriber.email, to_name=name,
+                                                         unsubscribe_url=links["unsubscribe_url"], values=str)
     return enqueue(session, kind=kind, message=message, subscriber_id=subscriber.id,
-                   dedupe_key=f"{kind}:{subscriber.id}:{message['Message-ID']}")
+                   dedupe_key=f"{kind}:{subscriber.id}:{message.message_id}")
 
 
 def sign_up(session: Session, *, email: str, name: str = "", topic_slugs: list[str] | None = None,
