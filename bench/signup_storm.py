@@ -52,6 +52,7 @@ from subscribers.models import ConsentEvent, Subscriber, SubscriberState  # noqa
 REPEATED = "target@example.net"
 DOMAINS = 40
 MIN_SECONDS = 2  # the default signup.min_seconds
+NO_ANSWER = 599  # what the drill records for a request that got no answer
 HELLO = '''
 from flask import Flask, redirect
 app = Flask("hello")
@@ -101,6 +102,8 @@ def post(port: int, path: str, body: bytes, forwarded: str) -> tuple[int, str, f
         response = conn.getresponse()
         response.read()
         return response.status, response.getheader("Location", ""), time.perf_counter() - started
+    except OSError:  # no answer within a minute, or the connection dropped: as bad as a 5xx
+        return NO_ANSWER, "", time.perf_counter() - started
     finally:
         conn.close()
 
