@@ -256,6 +256,11 @@ def check(database_url: str, load: Load, repeated: Load) -> list[str]:
             .having(func.count() != 1).join(Subscriber).where(Subscriber.email != REPEATED).subquery()))
         if (pending, events, single) != (accepted, accepted, 0):
             problems.append(f"{accepted} accepted but {pending} pending subscribers and {events} consent events")
+        # Each consent keeps its reader's address (from X-Forwarded-For), never the proxy's.
+        addresses = conn.scalar(select(func.count(func.distinct(ConsentEvent.ip_address))).join(Subscriber).where(
+            Subscriber.email != REPEATED, ConsentEvent.ip_address.like("10.%")))
+        if addresses != accepted:
+            problems.append(f"{accepted} readers but {addresses} distinct reader addresses in their consents")
         target = conn.scalar(select(Subscriber.id).where(Subscriber.email == REPEATED))
         target_events = conn.scalar(select(func.count()).select_from(ConsentEvent).where(
             ConsentEvent.subscriber_id == target))

@@ -66,3 +66,20 @@ def test_per_ip_counts_are_kept_as_keyed_hashes_in_the_shared_table(database_url
         assert len(keys) == 3 and not any("203.0.113" in key for key in keys)
         db.session.remove()
     app.extensions["engine"].dispose()
+
+
+def test_counts_can_live_in_process_memory_when_configured(database_url, tmp_path):
+    """`site.rate_limit_storage = "memory://"`: one process only, nothing written to rate_hits."""
+    from mailer import db
+    from mailer.app import create_app
+
+    app = create_app(make_config(database_url, tmp_path, site={"rate_limit_storage": "memory://"},
+                                 signup={"rate_limit": "1 per hour", "pending_per_domain_per_hour": 0}))
+    client = app.test_client()
+    statuses = [client.post("/subscribe", data=signup_form(client, email=f"r{n}@example.org")).status_code
+                for n in range(2)]
+    assert statuses == [302, 429]
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(RateHit)) == 0
+        db.session.remove()
+    app.extensions["engine"].dispose()
