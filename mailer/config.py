@@ -87,6 +87,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "blocked_domains": "",
         "min_seconds": 2,
         "embed_origins": "",
+        "proof_of_work": False,
+        "proof_of_work_max_number": 50000,
     },
 }
 
@@ -263,7 +265,7 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
         if not ORIGIN.fullmatch(origin):
             raise ConfigError(f"signup.embed_origins must list origins like https://blog.example.org "
                               f"(no path, no trailing slash), not {origin!r}")
-    for key in ("pending_per_domain_per_hour", "min_seconds"):
+    for key in ("pending_per_domain_per_hour", "min_seconds", "proof_of_work_max_number"):
         if values["signup"][key] < 0:
             raise ConfigError(f"signup.{key} must be 0 or more")
     for key in ("username", "password"):

@@ -26,4 +26,4 @@ def snippet(config: Config, secret: str, templates: Environment, *, form_id: str
         action=emails.absolute_url(config, "/subscribe"), form_id=form_id,
         token=form_tokens.issue(secret, form_tokens.EMBED), days=form_tokens.EMBED_DAYS,
         privacy_url=emails.absolute_url(config, config["site"]["privacy_policy_url"]),
-        consent_before=before, consent_after=after, **context)
+        consent_before=before, consent_after=after, proof_of_work=config["signup"]["proof_of_work"], **context)

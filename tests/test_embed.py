@@ -187,3 +187,47 @@ def test_bad_embed_and_limit_settings_are_named(overrides, message):
     with pytest.raises(ConfigError, match=message) as caught:
         config_module.load(path=None, environ={}, overrides=overrides)
     assert "secret" not in str(caught.value)  # a storage URL may carry a password
+
+
+def _solve(page: str) -> str:
+    """What the page's script sends back: the number whose SHA-256 with the salt is the challenge."""
+    import base64
+    import html
+    import json
+
+    import altcha
+
+    proof = json.loads(html.unescape(re.search(r'data-challenge="([^"]+)"', page).group(1)))
+    solution = altcha.solve_challenge_v1(proof["challenge"], proof["salt"], proof["algorithm"], proof["maxNumber"])
+    return base64.b64encode(json.dumps({"algorithm": proof["algorithm"], "challenge": proof["challenge"],
+                                        "number": solution.number, "salt": proof["salt"],
+                                        "signature": proof["signature"]}).encode()).decode()
+
+
+def test_proof_of_work_when_switched_on(database_url, tmp_path):
+    app = _app(database_url, tmp_path, proof_of_work=True, proof_of_work_max_number=2000)
+    client = app.test_client()
+    with app.app_context():
+        from mailer import db
+
+        page = client.get("/subscribe")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert 'src="/static/altcha-solve.js"' in page.get_data(as_text=True)
+        form = signup_form(client)
+        before = snapshot(db.session)
+        response = client.post("/subscribe", data=form)  # no solution: the form again, nothing stored
+        assert response.status_code == 400 and "Please wait a moment until the page is ready" in page_text(response)
+        assert snapshot(db.session) == before
+        forged = _solve(page.get_data(as_text=True)).encode()
+        assert client.post("/subscribe", data={**form, "altcha": forged[:-4].decode() + "AAA="}).status_code == 400
+        solved = _solve(page.get_data(as_text=True))
+        assert client.post("/subscribe", data={**form, "altcha": solved}).status_code == 302
+        # A solution works once.
+        assert client.post("/subscribe", data={**form, "altcha": solved}).status_code == 400
+        assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 1
+        db.session.remove()
+    app.extensions["engine"].dispose()
+
+
+def test_pages_keep_no_script_without_proof_of_work(client):
+    assert "script-src" not in client.get("/subscribe").headers["Content-Security-Policy"]

@@ -144,3 +144,34 @@ def test_the_framed_form_loads_from_the_allowed_origin_only(ports, mailer_url, b
         with refused.expect_console_message(lambda msg: "frame-ancestors" in msg.text):
             refused.goto(other.origin + "/")
         expect(refused.frame_locator("iframe").get_by_role("heading", level=1)).to_have_count(0)
+
+
+def test_chromium_solves_the_proof_of_work_and_signs_up(database_url, tmp_path, browser_page):
+    from mailer import db
+    from mailer.app import create_app
+
+    app = create_app(make_config(database_url, tmp_path, signup={"proof_of_work": True,
+                                                                 "proof_of_work_max_number": 20000}))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        page = browser_page()
+        errors = []
+        page.on("console", lambda msg: msg.type == "error" and "favicon" not in msg.location["url"]
+                and errors.append(msg.text))
+        page.goto(f"http://127.0.0.1:{server.server_port}/subscribe")
+        page.get_by_label("Email address").fill("reader@example.org")
+        page.get_by_label("I have read and agreed to the Privacy Policy").check()
+        button = page.get_by_role("button", name="Sign up")
+        expect(button).to_be_enabled()  # disabled until our script has found the number
+        button.click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Thanks for signing up!")
+        assert errors == []  # the CSP let our script run, and nothing else was tried
+        with app.app_context():
+            assert db.session.scalar(select(Subscriber.email)) == "reader@example.org"
+            db.session.remove()
+    finally:
+        server.shutdown()
+        thread.join(5)
+        app.extensions["engine"].dispose()
