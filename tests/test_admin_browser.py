@@ -22,6 +22,10 @@ from tests import factories
 from tests.editors import PASSWORD, make_editor
 from tests.test_browser import DESKTOP, PHONE, SCREENSHOTS, live_server, open_page  # noqa: F401 (fixtures)
 
+# What a reader's phone browser sends (headless Chromium says HeadlessChrome, as scanners' robots do).
+READER_PHONE = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+                "Chrome/131.0.0.0 Mobile Safari/537.36")
+
 pytestmark = pytest.mark.browser
 # Generous waits: a loaded 2-core CI machine can take seconds to render a page.
 expect.set_options(timeout=15_000)
