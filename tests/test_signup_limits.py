@@ -83,3 +83,17 @@ def test_counts_can_live_in_process_memory_when_configured(database_url, tmp_pat
         assert db.session.scalar(select(func.count()).select_from(RateHit)) == 0
         db.session.remove()
     app.extensions["engine"].dispose()
+
+
+def test_redis_storage_without_the_redis_package_is_a_one_line_config_error(database_url, tmp_path):
+    import importlib.util
+
+    import pytest
+
+    from mailer.app import create_app
+    from mailer.errors import ConfigError
+
+    if importlib.util.find_spec("redis") is not None:
+        pytest.skip("the redis package is installed here")
+    with pytest.raises(ConfigError, match=r"^site\.rate_limit_storage: 'redis' prerequisite not available$"):
+        create_app(make_config(database_url, tmp_path, site={"rate_limit_storage": "redis://127.0.0.1:6379/0"}))
