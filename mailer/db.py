@@ -149,7 +149,10 @@ class SQLiteWriters:
         self._holder: object | None = None
         self._file = None
         if database and database != ":memory:":
-            self._file = open(f"{database}.lock", "a")  # noqa: SIM115 (held for the engine's life)
+            try:
+                self._file = open(f"{database}.lock", "a")  # noqa: SIM115 (held for the engine's life)
+            except OSError:
+                pass  # a read-only folder: SQLite itself says so at the first write, in one line
 
     def take(self, connection) -> None:
         if not self._lock.acquire(timeout=self.TIMEOUT):
