@@ -6,11 +6,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from limits.errors import ConfigurationError as LimitsConfigurationError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer import config as config_module
-from mailer import db
+from mailer import db, ratelimits
 from mailer.config import Config
+from mailer.errors import ConfigError
 from mailer.emails import TEMPLATES
 from mailer.extensions import csrf, limiter, login_manager
 
@@ -44,6 +46,9 @@ def _configure(app: Flask, config: Config) -> None:
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=config["admin"]["session_idle_hours"])
     app.jinja_env.globals["site_name"] = config.site_name
     app.jinja_env.globals["privacy_policy_url"] = config["site"]["privacy_policy_url"]
+    # Moving windows: a burst at a window's edge cannot pass twice the limit.
+    app.config["RATELIMIT_STORAGE_URI"] = config["site"]["rate_limit_storage"] or f"{ratelimits.SCHEME}://"
+    app.config["RATELIMIT_STRATEGY"] = "moving-window"
     proxies = config["site"]["trusted_proxies"]
     if proxies:
         # The client address (consent records, the signup rate limit) comes from the proxy's header,
@@ -74,7 +79,10 @@ def _connect_database(app: Flask, config: Config) -> None:
 
 def _register_extensions(app: Flask) -> None:
     csrf.init_app(app)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except LimitsConfigurationError as exc:  # e.g. a redis:// storage without the redis package
+        raise ConfigError(f"site.rate_limit_storage: {str(exc).split('. ')[0]}") from None
     login_manager.init_app(app)
     login_manager.login_view = "admin.auth.login"
     login_manager.session_protection = "strong"  # a session cookie carried to another browser is dropped

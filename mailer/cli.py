@@ -254,7 +254,10 @@ def serve(host, port, no_scheduler, no_worker, threads):
     config = app.config["MAILER"]
     # The port before anything starts: a busy one is one line, not a worker left running.
     try:
-        server = create_server(app, host=host, port=port, threads=threads, ident="mailer")
+        # Waitress drops X-Forwarded-* unless told of a proxy; behind `site.trusted_proxies` the app's
+        # ProxyFix reads them, trusting exactly that many hops (every reader was the proxy otherwise).
+        server = create_server(app, host=host, port=port, threads=threads, ident="mailer",
+                               clear_untrusted_proxy_headers=not config["site"]["trusted_proxies"])
     except OSError as exc:
         raise MailerError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     except ValueError:  # waitress's answer to a host name that does not resolve
@@ -335,9 +338,10 @@ def _register_domain_commands() -> None:
     from mailer.sends.cli import stats
     from mailer.topics.cli import topics
     from mailer.webhooks.cli import webhooks
-    from subscribers.cli import subscribers
+    from subscribers.cli import signup, subscribers
 
     cli.add_command(subscribers)
+    cli.add_command(signup)
     cli.add_command(topics)
     cli.add_command(articles)
     cli.add_command(feeds)

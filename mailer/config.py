@@ -36,6 +36,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "postal_address": "",
         "secret_key": "",
         "trusted_proxies": 0,
+        "rate_limit_storage": "",
     },
     "database": {
         "url": "sqlite:///var/mailer.db",
@@ -110,6 +111,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "confirmations_per_day": 3,
         "confirm_days": 7,
         "rate_limit": "20 per hour",
+        "pending_per_domain_per_hour": 100,
+        "blocked_domains": "",
+        "min_seconds": 2,
+        "embed_origins": "",
+        "proof_of_work": False,
+        "proof_of_work_max_number": 50000,
     },
     "api": {
         "rate_limit": "300 per minute",
@@ -124,6 +131,11 @@ SCHEMA: dict[str, dict[str, Any]] = {
 
 # One bare address: mail.from_address takes its display name from site.name.
 ADDRESS = re.compile(r"[^@\s<>,\"]+@[^@\s<>,\"]+")
+
+# Where Flask-Limiter may keep its counts besides the database (""): one process's memory, or Redis.
+RATE_STORAGES = ("memory://", "redis://", "rediss://", "redis+unix://")
+# An origin as a browser sends it: scheme, host, optional port, nothing after.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 CHOICES = {
     ("mail", "backend"): {"maildir", "smtp"},
@@ -162,8 +174,8 @@ class Config(Mapping[str, Mapping[str, Any]]):
 
 
 # Settings whose values an error message must never show (errors end up in terminals and logs).
-SECRETS = {("mail.smtp", "password"), ("site", "secret_key"), ("bounces", "imap_password"),
-           ("bounces", "webhook_secret")}
+SECRETS = {("mail.smtp", "password"), ("site", "secret_key"), ("site", "rate_limit_storage"),
+           ("bounces", "imap_password"), ("bounces", "webhook_secret")}
 
 
 def _coerce(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
@@ -350,6 +362,17 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("timeout_seconds", "max_attempts", "lease_seconds"):
         if values["webhooks"][key] < 1:
             raise ConfigError(f"webhooks.{key} must be 1 or more")
+    storage = values["site"]["rate_limit_storage"]
+    if storage and not storage.startswith(RATE_STORAGES):
+        raise ConfigError(f"site.rate_limit_storage must be empty (the database), memory:// or a redis:// URL, "
+                          f"not {storage.split('://')[0]!r}")  # only the scheme: the URL may hold a password
+    for origin in values["signup"]["embed_origins"].split():
+        if not ORIGIN.fullmatch(origin):
+            raise ConfigError(f"signup.embed_origins must list origins like https://blog.example.org "
+                              f"(no path, no trailing slash), not {origin!r}")
+    for key in ("pending_per_domain_per_hour", "min_seconds", "proof_of_work_max_number"):
+        if values["signup"][key] < 0:
+            raise ConfigError(f"signup.{key} must be 0 or more")
     for key in ("username", "password"):
         if not values["mail.smtp"][key].isascii():
             # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).

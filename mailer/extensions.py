@@ -9,7 +9,8 @@ from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
-# Per-IP limits live in process memory: one `mailer serve` process answers the forms.
-limiter = Limiter(key_func=get_remote_address, storage_uri="memory://", default_limits=[])
+# Per-IP limits (the address ProxyFix found behind `site.trusted_proxies`). Where counts live is set
+# by the factory from `site.rate_limit_storage`: the database by default, shared by every process.
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
 # Editors' sessions in the workspace; the user loader lives with the editors' models.
 login_manager = LoginManager()

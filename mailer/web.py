@@ -66,7 +66,8 @@ def register_security_headers(app) -> None:
     def _security_headers(response):
         response.headers.setdefault("Content-Security-Policy", PAGE_POLICY)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
+        if "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]:
+            response.headers.setdefault("X-Frame-Options", "DENY")  # frame-ancestors, for older browsers
         # Tokens live in our paths: never send them to another site. Not no-referrer, because over
         # https Flask-WTF refuses a form POST that comes without a same-origin Referer.
         response.headers.setdefault("Referrer-Policy", "same-origin")

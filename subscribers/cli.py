@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,7 +14,7 @@ from flask import current_app
 from mailer import db
 from mailer.cli import app_context
 from mailer.errors import NotFound, SubscriberError
-from subscribers import exporting, importing, operations, queries
+from subscribers import embed, exporting, importing, operations, queries
 from subscribers.models import Subscriber
 
 
@@ -176,3 +177,28 @@ def erase(email):
         copies = f", {operations.forget_in_maildir(config['mail']['maildir'], address)} Maildir copies deleted"
     click.echo(f"erased {email}: {erasure.consent_events} consent events, {erasure.topics} topic choices; "
                f"{erasure.messages} messages blanked, {erasure.clicks} clicks made anonymous{copies}")
+
+
+@click.group()
+def signup():
+    """The signup form on other sites."""
+
+
+@signup.command("embed")
+@click.option("--form-id", default=embed.SNIPPET_FORM_ID, show_default=True,
+              help="Kept with each consent from this box (letters, digits, - and _; up to 50).")
+@click.option("--frame", "framed", is_flag=True,
+              help="An iframe of /subscribe?embed=1 instead (needs signup.embed_origins).")
+@app_context
+def embed_snippet(form_id, framed):
+    """Print the HTML that puts the signup box on the blog's pages."""
+    from flask import current_app
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,50}", form_id):
+        raise click.UsageError("--form-id takes letters, digits, - and _ (up to 50)")
+    config = current_app.config["MAILER"]
+    if framed and not config["signup"]["embed_origins"].split():
+        raise SubscriberError("set signup.embed_origins to the blog's origin (https://blog.example.org) "
+                              "first: no other site may frame the form")
+    click.echo(embed.snippet(config, current_app.config["SECRET_KEY"], current_app.jinja_env,
+                             form_id=form_id, framed=framed))

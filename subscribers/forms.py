@@ -7,6 +7,8 @@ from wtforms import BooleanField, HiddenField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from subscribers.form_tokens import SignedFormToken
+
 
 class TopicChoices(SelectMultipleField):
     widget = ListWidget(prefix_label=False)
@@ -18,6 +20,11 @@ class TopicChoices(SelectMultipleField):
 
 
 class SubscribeForm(FlaskForm):
+    class Meta:
+        # Its token is signed and time-stamped, bound to no cookie: the blog's pages post this form too.
+        csrf = True
+        csrf_class = SignedFormToken
+
     email = StringField("Email address", validators=[DataRequired("Please enter your email address.")])
     name = StringField("Name (optional)")
     topics = TopicChoices("Topics")

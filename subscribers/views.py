@@ -5,16 +5,17 @@ from __future__ import annotations
 import hmac
 import json
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, current_app, make_response, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 
-from mailer import db
+from mailer import db, web
 from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics import queries as topic_queries
 from mailer.topics.models import Topic
 from mailer.topics.operations import SLUG_RE
-from subscribers import copy, forms, operations, queries, tokens
+from subscribers import challenge, copy, forms, operations, queries, tokens
 from subscribers.models import Subscriber, SubscriberState
 
 
@@ -59,28 +60,80 @@ def _signup_unlimited() -> bool:
     return not _signup_rate_limit()
 
 
+def embed_origins() -> list[str]:
+    """The origins `signup.embed_origins` lets frame the signup form."""
+    return current_app.config["MAILER"]["signup"]["embed_origins"].split()
+
+
+def _is_embedded() -> bool:
+    """`?embed=1` on a site that names origins to frame it: the form without our header, frameable."""
+    return request.args.get("embed") == "1" and bool(embed_origins())
+
+
+def _signup_page_policy(response: Response, *, embedded: bool, has_script: bool = False) -> Response:
+    """Framed (`embedded`), this response only may be framed by `signup.embed_origins` (every other keeps
+    frame-ancestors 'none'); with the proof of work, it runs our one script."""
+    policy = web.PAGE_POLICY
+    if embedded:
+        policy = policy.replace("frame-ancestors 'none'", "frame-ancestors " + " ".join(embed_origins()))
+    if has_script:
+        policy = policy.replace("default-src 'none';", "default-src 'none'; script-src 'self';")
+    if policy != web.PAGE_POLICY:
+        response.headers["Content-Security-Policy"] = policy
+    return response
+
+
+def _proof_of_work_is_missing(config) -> bool:
+    """With `signup.proof_of_work`, whether the form came without a fresh solution (which it uses up)."""
+    if not config["signup"]["proof_of_work"]:
+        return False
+    return not challenge.take(db.session.connection(), current_app.config["SECRET_KEY"],
+                              request.form.get("altcha", ""))
+
+
 @limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
-    site = current_app.config["MAILER"].site_name
+    config = current_app.config["MAILER"]
+    site = config.site_name
+    embedded = _is_embedded()
     form = forms.SubscribeForm()
     form.topics.choices = _topic_choices()
+    descriptions = _topic_descriptions()
+    # End the read here: on SQLite every transaction takes the write lock (mailer.db), and checking the
+    # form and its token need none; the signup's own transaction starts at its first query.
+    db.session.commit()
+    notice = ""
     if form.validate_on_submit():
         if form.website.data:  # the honeypot: look like success, store nothing
-            return redirect(url_for("subscribers.thanks"))
+            return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
         meta = _meta(form.form_id.data or "subscribe")
         try:
             _refuse_topics_not_offered(form)
-            _sign_up(form, meta)
+            if _proof_of_work_is_missing(config):
+                notice = challenge.UNSOLVED
+            else:
+                _sign_up(form, meta)
         except SubscriberError as exc:
             db.session.rollback()
             field = getattr(form, exc.field or "email")
             field.errors = [*field.errors, str(exc)]
         else:
-            return redirect(url_for("subscribers.thanks"))
-    status = 400 if form.errors else 200
-    return render_template("subscribe.html", form=form, heading=copy.heading(site),
-                           consent_label=copy.consent_label(site),
-                           descriptions=_topic_descriptions()), status
+            if not notice:
+                return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
+            db.session.rollback()
+    elif form.csrf_token.errors:
+        refusal = getattr(form, "token_refusal", None)
+        if refusal is None or refusal.forged:  # no token, or not one of ours: not our form at all
+            raise CSRFError("signup form token refused")
+        notice = str(refusal)  # expired, or sent back too fast: the form again, filled in, nothing stored
+    status = 400 if form.errors or notice else 200
+    has_script = config["signup"]["proof_of_work"]
+    proof = challenge.new(current_app.config["SECRET_KEY"], config["signup"]["proof_of_work_max_number"]) \
+        if has_script else ""
+    response = make_response(render_template(
+        "subscribe.html", form=form, heading=copy.heading(site), consent_label=copy.consent_label(site),
+        descriptions=descriptions, notice=notice, embedded=embedded, proof_of_work=proof), status)
+    return _signup_page_policy(response, embedded=embedded, has_script=has_script)
 
 
 def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
@@ -91,7 +144,9 @@ def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
 
 
 def thanks():
-    return render_template("thanks.html", thanks=copy.THANKS)
+    embedded = _is_embedded()
+    response = make_response(render_template("thanks.html", thanks=copy.THANKS, embedded=embedded))
+    return _signup_page_policy(response, embedded=embedded)
 
 
 def confirm(token: str):

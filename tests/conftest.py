@@ -86,6 +86,8 @@ def make_config(database_url: str, tmp_path: Path, **sections):
         "database": {"url": database_url},
         "mail": {"maildir": str(tmp_path / "maildir"), "from_address": "updates@news.example.org"},
         "scheduler": {"enabled": False},
+        # Tests post a form the moment they read it; tests/test_embed.py times the reader itself.
+        "signup": {"min_seconds": 0},
     }
     for section, values in sections.items():
         overrides.setdefault(section, {}).update(values)

@@ -80,7 +80,7 @@ def test_a_sends_figures_clicks_and_csv(runner, client, session, frozen_clock, d
     assert figure(page, "action rate") == "50.0%"  # one of two delivered readers signed
     assert f'href="/archive/{send.slug}"' in page
     assert f"<td>petition</td><td class=\"url\"><a href=\"{factories.PETITION_URL}\"" in page
-    assert "<td>2</td><td>1</td></tr>" in page  # the petition: 2 clicks, 1 unique
+    assert "<td>2</td><td>1</td><td>0</td></tr>" in page  # the petition: 2 clicks, 1 unique, no scanner
     assert "Clicks over the first 48 hours (2)" in page
     assert "2026-11-23 10:00: 2</title>" in page  # both clicks in the second hour's bar
     assert "<script" not in page and "style=" not in page
@@ -88,9 +88,10 @@ def test_a_sends_figures_clicks_and_csv(runner, client, session, frozen_clock, d
     export = client.get(f"/admin/sends/{send.id}/export.csv")
     assert export.status_code == 200 and export.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(export.get_data(as_text=True))))
-    assert rows[0] == ["label", "kind", "url", "clicks", "unique_clickers"]
-    petition_row = next(row for row in rows if len(row) == 5 and row[2] == factories.PETITION_URL)
-    assert petition_row == ["'=HYPERLINK(\"https://evil.example\")", "petition", factories.PETITION_URL, "2", "1"]
+    assert rows[0] == ["label", "kind", "url", "clicks", "unique_clickers", "scanner_fetches"]
+    petition_row = next(row for row in rows if len(row) == 6 and row[2] == factories.PETITION_URL)
+    assert petition_row == ["'=HYPERLINK(\"https://evil.example\")", "petition", factories.PETITION_URL, "2", "1",
+                            "0"]
     totals = dict(row for row in rows[rows.index(["figure", "value"]) + 1:])
     assert totals["delivered"] == "2" and totals["failed"] == "0" and totals["recipients"] == "2"
     assert totals["unique_clickers"] == "1" and totals["unsubscribed_within_7_days"] == "1"

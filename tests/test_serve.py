@@ -79,6 +79,7 @@ def test_serve_with_no_config_gives_a_working_site(served):
     assert (cwd / "var" / "secret_key").is_file()
 
     # The delivery worker inside `mailer serve` puts the confirmation into the embedded Maildir.
+    time.sleep(2)  # a person takes this long; a form sent back sooner (signup.min_seconds) is shown again
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
     form = urllib.parse.urlencode({"csrf_token": token, "email": "reader@example.org", "consent": "y"}).encode()
     with browser.open(url + "/subscribe", data=form, timeout=5) as response:

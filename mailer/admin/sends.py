@@ -50,6 +50,7 @@ class SendFigures:
     clicks: int
     unique_clicks: int
     action_clickers: int
+    scanner_clicks: int  # security scanners' fetches: left out of every figure above
     links: list[link_queries.LinkClicks]
 
     @property
@@ -68,6 +69,7 @@ def figures(send: Send) -> SendFigures:
         clicks=link_queries.clicks_for_send(session, send.id),
         unique_clicks=link_queries.unique_clickers(session, send.id),
         action_clickers=link_queries.action_clickers(session, send.id),
+        scanner_clicks=link_queries.scanner_clicks(session, send.id),
         links=link_queries.clicks_per_link(session, send.id))
 
 
@@ -112,11 +114,11 @@ def export(send_id: int):
     numbers = figures(send)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(("label", "kind", "url", "clicks", "unique_clickers"))
+    writer.writerow(("label", "kind", "url", "clicks", "unique_clickers", "scanner_fetches"))
     for link in numbers.links:
         # Labels and URLs come from articles and feeds: one starting "=" must stay text in a spreadsheet.
         writer.writerow((defused(link.label), defused(link.kind), defused(link.url), link.clicks,
-                         link.unique_clickers))
+                         link.unique_clickers, link.scanner_clicks))
     writer.writerow(())
     writer.writerow(("figure", "value"))
     rate = numbers.action_rate
@@ -126,6 +128,7 @@ def export(send_id: int):
                         ("failed", numbers.failed), ("cancelled", numbers.cancelled),
                         ("unsubscribed_within_7_days", numbers.unsubscribed), ("clicks", numbers.clicks),
                         ("unique_clickers", numbers.unique_clicks), ("action_clickers", numbers.action_clickers),
+                        ("scanner_fetches", numbers.scanner_clicks),
                         ("action_rate", "" if rate is None else f"{rate:.4f}")):
         writer.writerow((name, value))
     return Response(out.getvalue(), mimetype="text/csv", headers={

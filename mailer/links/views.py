@@ -22,7 +22,7 @@ def follow(token: str):
     if request.method == "HEAD":  # link scanners probe with HEAD; a reader's click is a GET
         link = operations.link_to_follow(db.session, sealed)
     else:
-        link = operations.record_click(db.session, sealed)
+        link = operations.record_click(db.session, sealed, request.headers.get("User-Agent", ""))
         db.session.commit()
     response = redirect(link.url, code=302)
     response.headers["Cache-Control"] = "no-store"
@@ -32,6 +32,6 @@ def follow(token: str):
 
 def opened(token: str):
     """GET /o/<token>: the open pixel (only in mail when tracking.opens is on)."""
-    operations.record_open(db.session, tokens.read(token))
+    operations.record_open(db.session, tokens.read(token), request.headers.get("User-Agent", ""))
     db.session.commit()
     return Response(PIXEL, mimetype="image/gif", headers={"Cache-Control": "no-store"})

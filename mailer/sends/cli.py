@@ -35,7 +35,8 @@ def stats(send_id):
     click.echo("delivery: " + ", ".join(f"{state} {counts.get(state, 0)}"
                                         for state in ("queued", "sending", "sent", "failed")))
     click.echo(f"clicks: {link_queries.clicks_for_send(session, send.id)}  "
-               f"unique clickers: {link_queries.unique_clickers(session, send.id)}")
+               f"unique clickers: {link_queries.unique_clickers(session, send.id)}  "
+               f"scanner fetches (left out): {link_queries.scanner_clicks(session, send.id)}")
     opens, openers = link_queries.opens(session, send.id)
     if opens:
         click.echo(f"opens: {opens}  unique openers: {openers}")
