@@ -18,6 +18,11 @@ def auth(secret: str) -> dict:
 
 
 def call(client, method: str, path: str, secret: str | None, **kwargs):
+    """One API request, as a client on another machine makes it: the test's own read has ended (on
+    SQLite an open transaction holds the write lock, which the rate limiter's shared counts need)."""
+    session = db.session()
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.rollback()
     headers = kwargs.pop("headers", {})
     if secret is not None:
         headers = {**auth(secret), **headers}

@@ -61,9 +61,15 @@ def _token():
 
 
 def _rate_key() -> str:
-    # Per token, so one busy client cannot starve another; requests without a valid token count per address.
-    token = _token()
-    return f"api-token:{token.id}" if token is not None else f"api-anonymous:{get_remote_address()}"
+    """Per token, so one busy client cannot starve another; requests without a token count per address.
+
+    From the secret's hash, not a database lookup: on SQLite a lookup's transaction holds the write lock,
+    and the limiter's shared counts are written on a connection of its own in this same thread.
+    """
+    secret = _bearer_secret()
+    if secret.startswith(operations.SECRET_PREFIX) and len(secret) <= 200 and secret.isascii():
+        return f"api-token:{operations.hash_secret(secret)[:32]}"
+    return f"api-anonymous:{get_remote_address()}"
 
 
 def _rate_limit() -> str:
