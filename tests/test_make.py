@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -10,8 +11,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _dry_run(target: str, tmp_path: Path) -> list[str]:
     """The commands `make TARGET` would run on a fresh clone (no .venv yet)."""
+    # As a newcomer's shell runs it: not as a sub-make of `make test` (CI), which would add
+    # "make[1]: Entering directory" lines and pass its own flags down.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
     result = subprocess.run(["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True, check=True, env=env)
     return result.stdout.splitlines()
 
 
