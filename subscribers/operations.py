@@ -251,8 +251,24 @@ def confirm(session: Session, subscriber: Subscriber, meta: RequestMeta = Reques
     event = _record(subscriber, ConsentAction.confirmed, meta)
     webhooks.subscriber_changed(session, webhooks.SUBSCRIBER_CONFIRMED, subscriber, event,
                                 include_email=_config()["webhooks"]["include_email"])
-    queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics])
+    queue_mail(session, subscriber, "welcome", "welcome", topics=[t.title for t in subscriber.topics],
+               digest_schedule=_digest_schedule(session))
     return True
+
+
+def _digest_schedule(session: Session) -> str:
+    """When digests come, in the welcome mail's words: the next scheduled one in its own zone ("" when no
+    schedule is running: the mail then says a digest comes when there is something new)."""
+    from zoneinfo import ZoneInfo
+
+    from mailer.digests.models import DigestSchedule
+
+    schedule = session.scalar(select(DigestSchedule).where(DigestSchedule.is_paused.is_(False))
+                              .order_by(DigestSchedule.next_run_at).limit(1))
+    if schedule is None:
+        return ""
+    local = schedule.next_run_at.astimezone(ZoneInfo(schedule.timezone))
+    return f"on a schedule: the next one {local:%A} {local.day} {local:%B} at {local:%H:%M} ({schedule.timezone})"
 
 
 def unsubscribe(session: Session, subscriber: Subscriber, meta: RequestMeta = RequestMeta()) -> bool:

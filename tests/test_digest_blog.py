@@ -132,6 +132,20 @@ def test_welcome_mail_says_what_comes_and_links_to_the_archive(session, deliver,
     assert "https://news.example.org/archive/" in parts["text"]
 
 
+def test_welcome_mail_says_when_the_next_scheduled_digest_comes(session, deliver, frozen_clock):
+    from zoneinfo import ZoneInfo
+
+    from mailer.digests import schedules
+
+    schedules.add(session, "0 9 * * MON", "Europe/London")
+    reader = subscriber_operations.sign_up(session, email="reader@example.org", topic_slugs=[])
+    subscriber_operations.confirm(session, reader)
+    session.commit()
+    text = deliver()[-1].get_body(("plain",)).get_content()
+    monday = schedules.all_schedules(session)[0].next_run_at.astimezone(ZoneInfo("Europe/London"))
+    assert f"on a schedule: the next one Monday {monday.day} {monday:%B} at 09:00 (Europe/London)" in text
+
+
 def test_welcome_mail_names_the_schedule_when_it_is_given(config):
     rendered = emails.render("welcome", config, name="", topics=["Ukraine"], preferences_url="https://p",
                              unsubscribe_url="https://u", digest_schedule="every Monday morning")
