@@ -104,6 +104,13 @@ def topic_keys(session: Session) -> list[str]:
     return list(session.scalars(select(eligible.c.topic_key).distinct()))
 
 
+def readers_per_topic_key(session: Session) -> list[tuple[str, int]]:
+    """Eligible subscribers counted per topic key."""
+    eligible = eligible_keyed(session)
+    return [(key, count) for key, count in session.execute(
+        select(eligible.c.topic_key, func.count()).group_by(eligible.c.topic_key))]
+
+
 def fan_out(session: Session, send: Send, *, priority: int, now: datetime, skip=None) -> None:
     """Queue `send` to every eligible subscriber whose topic key has a variant, in one INSERT … SELECT.
 
