@@ -25,6 +25,12 @@ from subscribers.models import Subscriber, SubscriberState, Suppression
 _SLUG = re.compile(r"[a-z0-9-]+")
 
 
+def _eligible() -> tuple:
+    """Who gets bulk mail: confirmed, not paused, and whose address is not suppressed."""
+    return (Subscriber.state == SubscriberState.confirmed, Subscriber.is_paused.is_(False),
+            ~exists().where(Suppression.email == Subscriber.email))
+
+
 @dataclass(frozen=True)
 class Recipient:
     """What queueing needs of a subscriber: the address, the name, the link token version, the topics."""
@@ -42,12 +48,11 @@ def eligible_subscribers(session: Session) -> list[Recipient]:
     One query, subscribers joined to their topics, and plain rows rather than ORM objects: for a
     large list, loading and tracking Subscriber objects cost more than queueing the mail.
     """
-    suppressed = exists().where(Suppression.email == Subscriber.email)
     rows = session.execute(
         select(Subscriber.id, Subscriber.email, Subscriber.name, Subscriber.token_version, Topic.slug)
         .outerjoin(SubscriberTopic, SubscriberTopic.subscriber_id == Subscriber.id)
         .outerjoin(Topic, Topic.id == SubscriberTopic.topic_id)
-        .where(Subscriber.state == SubscriberState.confirmed, Subscriber.is_paused.is_(False), ~suppressed)
+        .where(*_eligible())
         .order_by(Subscriber.id))
     recipients: list[Recipient] = []
     for subscriber_id, same_subscriber in groupby(rows, key=itemgetter(0)):
@@ -86,11 +91,10 @@ def _topic_keys(session: Session):
 def eligible_keyed(session: Session):
     """Eligible subscribers (as eligible_subscribers) as a subquery: id, email and topic_key ("" = all)."""
     keys = _topic_keys(session)
-    suppressed = exists().where(Suppression.email == Subscriber.email)
     return (select(Subscriber.id.label("id"), Subscriber.email.label("email"),
                    func.coalesce(keys.c.topic_key, "").label("topic_key"))
             .outerjoin(keys, keys.c.subscriber_id == Subscriber.id)
-            .where(Subscriber.state == SubscriberState.confirmed, Subscriber.is_paused.is_(False), ~suppressed)
+            .where(*_eligible())
             .subquery("eligible"))
 
 
