@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app
 from itsdangerous import BadData, Serializer, SignatureExpired, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import Signer
 from itsdangerous.timed import TimestampSigner
 
 from mailer import clock
@@ -17,6 +18,14 @@ from mailer.errors import InvalidToken
 class _ClockSigner(TimestampSigner):
     def get_timestamp(self) -> int:
         return int(clock.now().timestamp())
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        # itsdangerous derives the key (an HMAC) at every signature; a digest signs several tokens per
+        # reader, and _Serializer keeps its signers, so each secret's key is derived once.
+        derived = self.__dict__.setdefault("_derived", {})
+        if secret_key not in derived:
+            derived[secret_key] = super().derive_key(secret_key)
+        return derived[secret_key]
 
 
 # Payloads up to this many bytes of JSON are not offered to zlib (see _Serializer).
@@ -31,6 +40,13 @@ class _Serializer(URLSafeTimedSerializer):
     either way (a compressed payload is marked by a leading "."), so links already in mailboxes
     keep working.
     """
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        # Kept, not made anew for every token: a signer holds only the keys and the salt.
+        signers = self.__dict__.setdefault("_signers", {})
+        if salt not in signers:
+            signers[salt] = super().make_signer(salt)
+        return signers[salt]
 
     def dump_payload(self, obj: Any) -> bytes:
         json = Serializer.dump_payload(self, obj)

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from mailer import clock, db
 from mailer import config as config_module
@@ -126,6 +126,7 @@ class Claim:
         self.lease = config["delivery"]["lease_seconds"]
         # The rows' claimed_at as last written: claim_due wrote it a moment ago.
         self._renewed_at = clock.now()
+        self._lapsed = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mailer-claim", daemon=True)
 
@@ -134,13 +135,23 @@ class Claim:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._stop.set()
         self._thread.join()
 
     def is_live(self) -> bool:
         """Whether the claim is younger than two thirds of the lease: a rival takes rows only after a whole
-        lease, so a third of it is left for the message now going out and for clocks that disagree."""
-        return clock.now() < self._renewed_at + timedelta(seconds=self.lease * 2 / 3)
+        lease, so a third of it is left for the message now going out and for clocks that disagree.
+
+        A claim that lapsed stays lapsed, even if a late renewal gets through: by then a rival may
+        have taken some of its rows, so none of them goes out under it. The pass claims afresh.
+        """
+        if self._lapsed:
+            return False
+        self._lapsed = clock.now() >= self._renewed_at + timedelta(seconds=self.lease * 2 / 3)
+        return not self._lapsed
 
     def renew(self) -> None:
         now = clock.now()
@@ -178,15 +189,14 @@ def record(config: Config, results: list[Result], holder: str | None = None) -> 
     tally = Tally()
     sent_ids = [result.outbox_id for result in results if result.is_sent]
     failures = [result for result in results if not result.is_sent]
+    statement = _MARK_SENT if holder is not None else _MARK_SENT_ANYONES
+    if not failures:  # the common case, without an ORM session
+        with db.session.session_factory.kw["bind"].begin() as connection:
+            tally.sent = connection.execute(statement, {"ids": sent_ids, "now": now, "holder": holder}).rowcount
+        return tally
     with db.session.session_factory.begin() as session:
         if sent_ids:
-            tally.sent = session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_(sent_ids), *_still_ours(holder))
-                .values(state=OutboxState.sent, sent_at=now, last_error="", claimed_at=None, claimed_by=None,
-                        attempts=OutboxMessage.attempts + 1)
-            ).rowcount
-        if not failures:
-            return tally
+            tally.sent = session.connection().execute(statement, {"ids": sent_ids, "now": now, "holder": holder}).rowcount
         by_id = {row.id: row for row in session.scalars(
             select(OutboxMessage).where(OutboxMessage.id.in_([r.outbox_id for r in failures]), *_still_ours(holder)))}
         for result in failures:
@@ -208,6 +218,17 @@ def record(config: Config, results: list[Result], holder: str | None = None) -> 
             if result.is_bounce:
                 suppress(session, row.recipient, "bounced", result.error)
     return tally
+
+
+# The common write, built once: at hundreds of messages a second, building the statement and the
+# ORM's bookkeeping for a bulk UPDATE cost more than SQLite's work. Core, with the ids expanded.
+_outbox = OutboxMessage.__table__
+_MARK_SENT_ANYONES = (
+    update(_outbox).where(_outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(state=OutboxState.sent, sent_at=bindparam("now"), last_error="", claimed_at=None,
+            claimed_by=None, attempts=_outbox.c.attempts + 1))
+_MARK_SENT = _MARK_SENT_ANYONES.where(_outbox.c.state == OutboxState.sending,
+                                      _outbox.c.claimed_by == bindparam("holder"))
 
 
 def _error_class(error: str) -> str:
@@ -269,33 +290,50 @@ def queue_depth() -> int:
 
 
 def run_once(config: Config, backends: Backend | Sequence[Backend], stopping: threading.Event | None = None) -> Tally:
-    """Deliver everything due now, batch after batch; return what became of the rows handled.
+    """Deliver everything due now; return what became of the rows handled.
 
-    `backends` is one backend, or one per connection to send over at once. Setting `stopping` ends the
-    pass cleanly: no more claims, the messages on the wire are finished and recorded, the rest handed back.
+    `backends` is one backend, or one per connection to send over at once. This thread claims and
+    builds the next batch while the connections send the last one, so they never wait for it. Setting
+    `stopping` ends the pass cleanly: no more claims, the messages on the wire are finished and
+    recorded, the rest handed back.
     """
     from mailer.sends.delivery import Builder
 
     pool = list(backends) if isinstance(backends, (list, tuple)) else [backends]
     stopping = stopping or threading.Event()
-    total = Tally()
+    tally = Tally()
     batch_size = claim_size(config, len(pool))
     secret = config_module.secret_key(config, Path("var"))
     builder = Builder(config, secret)
-    while not stopping.is_set():
-        holder = new_holder()
-        rows = claim_due(config, batch_size, holder, total)
-        if not rows:
-            break
-        with Claim(config, holder) as claim:
-            total.add(_deliver(config, pool, builder, rows, holder, secret, claim, stopping))
-    return total
+    claims: list[Claim] = []
+    with Recorder(config, tally) as recorder:
+        sending = Sending(pool, recorder, stopping, capacity=batch_size)
+        try:
+            while not stopping.is_set() and not sending.halted.is_set():
+                if not claims or not claims[-1].is_live():  # a lapsed claim's rows stay set aside
+                    claims.append(Claim(config, new_holder()).__enter__())
+                claim = claims[-1]
+                rows = claim_due(config, batch_size, claim.holder, tally)
+                if rows:
+                    sending.offer(claim, prepare(config, builder, rows, claim.holder, secret, tally))
+                    continue
+                # Nothing more is due. Rows set aside on the way (a lapsed claim) are due again once
+                # handed back: wait for the connections, then go on if there were any.
+                sending.drain()
+                if not sending.hand_back_unsent():
+                    break
+        finally:
+            sending.finish()
+            sending.hand_back_unsent()
+            for claim in claims:
+                claim.close()
+    return tally
 
 
-def _deliver(config: Config, pool: list[Backend], builder, rows: list[OutboxMessage], holder: str, secret: str,
-             claim: Claim, stopping: threading.Event) -> Tally:
-    """Send one claimed batch over the pool's connections, recording each result as it comes."""
-    tally = Tally()
+def prepare(config: Config, builder, rows: list[OutboxMessage], holder: str, secret: str,
+            tally: Tally) -> list[Envelope]:
+    """The envelopes of a claimed batch; rows not to send any more (unsubscribed, erased since they
+    were queued) are recorded as such instead."""
     withdrawn = suppressed_bulk(rows)
     with db.session.session_factory() as session:
         built = builder.build(session, [row for row in rows if row.id not in withdrawn])
@@ -303,44 +341,145 @@ def _deliver(config: Config, pool: list[Backend], builder, rows: list[OutboxMess
                        is_withdrawn=True) for row in rows if (reason := withdrawn.get(row.id))]
     refusals += [Result(row_id, False, True, "not sent: the reader's record was erased", is_withdrawn=True)
                  for row_id, content in built.items() if content is None]
-    tally.add(record(config, refusals, holder))
-    work: queue.Queue[Envelope] = queue.Queue()
-    for row in rows:
-        if row.id in withdrawn or (row.id in built and built[row.id] is None):
-            continue
-        work.put(envelope_for(config, row, secret, built.get(row.id)))
-    unsent: list[int] = []
-    lock = threading.Lock()
-    relay_down: list[Result] = []  # the connection error that stopped this batch, if one did
+    if refusals:
+        tally.add(record(config, refusals, holder))
+    return [envelope_for(config, row, secret, built.get(row.id)) for row in rows
+            if row.id not in withdrawn and not (row.id in built and built[row.id] is None)]
 
-    def send_from(backend: Backend) -> None:
-        while True:
+
+class Sending:
+    """The connections of one pass, each taking the next envelope as soon as its last is recorded."""
+
+    def __init__(self, pool: list[Backend], recorder: Recorder, stopping: threading.Event, capacity: int):
+        self.recorder, self.stopping = recorder, stopping
+        self.halted = threading.Event()  # results can no longer be recorded: send nothing more
+        self._unsent: list[tuple[str, int]] = []  # (holder, row id) claimed but not offered to the relay
+        self._work: queue.Queue[tuple[Claim, Envelope] | None] = queue.Queue(maxsize=capacity)  # a batch ahead
+        self._lock = threading.Lock()
+        self._relay_down: list[Result] = []  # the connection error that stopped the pass, if one did
+        self._threads = [threading.Thread(target=self._send_from, args=(backend,), name=f"mailer-smtp-{n}",
+                                          daemon=True) for n, backend in enumerate(pool)]
+        for thread in self._threads:
+            thread.start()
+
+    def offer(self, claim: Claim, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            self._work.put((claim, envelope))
+
+    def drain(self) -> None:
+        """Wait until every envelope offered is sent and recorded, or set aside."""
+        self._work.join()
+
+    def finish(self) -> None:
+        """Wait for the connections to empty the queue, and stop them."""
+        for _ in self._threads:
+            self._work.put(None)
+        for thread in self._threads:
+            thread.join()
+
+    def hand_back_unsent(self) -> int:
+        """Put the rows set aside back in the queue, due now; how many there were."""
+        with self._lock:
+            unsent, self._unsent = self._unsent, []
+        by_holder: dict[str, list[int]] = {}
+        for holder, outbox_id in unsent:
+            by_holder.setdefault(holder, []).append(outbox_id)
+        for holder, ids in by_holder.items():
+            hand_back(ids, holder)
+        return len(unsent)
+
+    def _send_from(self, backend: Backend) -> None:
+        while (item := self._work.get()) is not None:
             try:
-                envelope = work.get_nowait()
-            except queue.Empty:
-                return
-            if stopping.is_set() or not claim.is_live():
-                with lock:
-                    unsent.append(envelope.outbox_id)
-                continue
-            if relay_down:  # no point offering the rest to a relay we cannot reach: a retry later
-                done = record(config, [replace(relay_down[0], outbox_id=envelope.outbox_id)], holder)
-            else:
-                [result] = backend.send([envelope])
-                if result.is_connection_error:
-                    relay_down.append(result)
-                done = record(config, [result], holder)
-            with lock:
-                tally.add(done)
+                self._send(backend, *item)
+            except Exception:  # a fault of ours, not the relay's: stop sending, keep taking the queue
+                if not self.halted.is_set():
+                    self.halted.set()
+                    log.exception("a delivery connection failed; this pass stops")
+            finally:
+                self._work.task_done()
+        self._work.task_done()
 
-    threads = [threading.Thread(target=send_from, args=(backend,), name=f"mailer-smtp-{n}", daemon=True)
-               for n, backend in enumerate(pool)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    hand_back(unsent, holder)
-    return tally
+    def _send(self, backend: Backend, claim: Claim, envelope: Envelope) -> None:
+        if self.stopping.is_set() or self.halted.is_set() or not claim.is_live():
+            with self._lock:
+                self._unsent.append((claim.holder, envelope.outbox_id))
+            return
+        if self._relay_down:  # no point offering the rest to a relay we cannot reach: a retry later
+            result = replace(self._relay_down[0], outbox_id=envelope.outbox_id)
+        else:
+            [result] = backend.send([envelope])
+            if result.is_connection_error:
+                self._relay_down.append(result)
+        # Waits for the commit: only then the next message. If the database is away, this raises and the
+        # pass stops; the rows come back when their lease runs out.
+        self.recorder.record(result, claim.holder)
+
+
+class Recorder:
+    """Records the connections' results in shared commits, each connection waiting for its own.
+
+    One transaction a message made the connections queue for SQLite's write lock and its fsync
+    (two thirds of a pass's time at 4 connections). Here a thread of its own writes whatever results
+    have come in since its last commit, in one transaction, and wakes their connections; a
+    connection sends its next message only once the last one is on disk. So a SIGKILL still leaves
+    at most one unrecorded message per connection, while the commits get fewer the busier it is.
+    """
+
+    def __init__(self, config: Config, tally: Tally):
+        self.config, self.tally = config, tally
+        self._waiting: queue.SimpleQueue[tuple[Result, str, _Written] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="mailer-record", daemon=True)
+
+    def __enter__(self) -> Recorder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._waiting.put(None)
+        self._thread.join()
+
+    def record(self, result: Result, holder: str) -> None:
+        """Hand over one result of a row claimed by `holder`, and wait until it is committed (raises what
+        the commit raised)."""
+        written = _Written()
+        self._waiting.put((result, holder, written))
+        written.done.wait()
+        if written.error is not None:
+            raise written.error
+
+    def _run(self) -> None:
+        finished = False
+        while not finished:
+            items = [self._waiting.get()]
+            while True:
+                try:
+                    items.append(self._waiting.get_nowait())
+                except queue.Empty:
+                    break
+            if None in items:
+                finished = True
+                items = [item for item in items if item is not None]
+            if not items:
+                continue
+            error = None
+            by_holder: dict[str, list[Result]] = {}
+            for result, holder, _ in items:
+                by_holder.setdefault(holder, []).append(result)
+            try:
+                for holder, results in by_holder.items():  # one holder but for a moment after a claim lapsed
+                    self.tally.add(record(self.config, results, holder))
+            except Exception as exc:  # the database is away: the connections stop; the lease brings the rows back
+                error = exc
+            for _, _, written in items:
+                written.error = error
+                written.done.set()
+
+
+@dataclass
+class _Written:
+    done: threading.Event = field(default_factory=threading.Event)
+    error: Exception | None = None
 
 
 def describe(tally: Tally, depth: int) -> str:
