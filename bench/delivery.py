@@ -25,6 +25,8 @@ import argparse
 import email.message
 import email.utils
 import os
+import re
+import resource
 import shutil
 import signal
 import smtplib
@@ -51,6 +53,7 @@ SMTP_SOURCE = shutil.which("smtp-source") or "/usr/sbin/smtp-source"
 MESSAGE_SIZE = 10240
 # The slower senders get a sample, not all N: a rate is a rate, and the loop runs ~200 msg/s.
 REFERENCE_CAP, LOOP_CAP = 50_000, 5_000
+CONNECTIONS = 4  # mail.smtp.connections as a new instance has it (the run sets no other)
 SECRET = "bench-secret"
 PAGES = ("/subscribe", "/healthz")
 FROM = "updates@news.example.org"
@@ -384,6 +387,20 @@ class Project:
         self.finish(self.start(*args))
 
 
+PASS_TIME = re.compile(r"delivery pass time: claiming ([\d.]+) s, building ([\d.]+) s, relay ([\d.]+) s, "
+                       r"recording ([\d.]+) s")
+
+
+def time_spent(logs: list[Path]) -> dict[str, float]:
+    """The workers' own account of where a pass's time went (their "delivery pass time" log lines)."""
+    spent = dict.fromkeys(("claiming", "building", "relay", "recording"), 0.0)
+    for log in logs:
+        for match in PASS_TIME.finditer(log.read_text()):
+            for phase, seconds in zip(spent, match.groups()):
+                spent[phase] += float(seconds)
+    return spent
+
+
 def send_states(engine) -> dict[str, int]:
     with engine.connect() as conn:
         return dict(conn.execute(text(
@@ -421,7 +438,8 @@ def end_to_end(args, port: int, folder: Path) -> dict:
                 project.finish(compose)
                 queued_at = time.perf_counter()
                 set_phase(probers, "draining")
-                worker_pids, rounds = [], 0
+                worker_pids, rounds, worker_logs = [], 0, []
+                cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 while send_states(engine).keys() - {"sent"} and rounds < 5:
                     rounds += 1
                     workers = [project.start("worker", "--once") for _ in range(args.workers)]
@@ -430,7 +448,9 @@ def end_to_end(args, port: int, folder: Path) -> dict:
                         worker_pids.append(worker.pid)
                     for worker in workers:
                         project.finish(worker)
+                        worker_logs.append(worker.log)
                 drained_at = time.perf_counter()
+                cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 set_phase(probers, "after")
             finally:
                 for prober in probers.values():
@@ -448,6 +468,8 @@ def end_to_end(args, port: int, folder: Path) -> dict:
                 "startup_s": startup_s, "queue_s": queued_at - started, "drain_s": drained_at - queued_at, "total_s": drained_at - started,
                 "growth": (size_queued_and_sent - size_before) / max(args.n, 1),
                 "composer_rss": rss.peaks[compose.pid], "worker_rss": max(rss.peaks[p] for p in worker_pids),
+                "worker_cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
+                "worker_time": time_spent(worker_logs),
                 "probers": probers, "dialect": engine.dialect.name,
             }
         finally:
@@ -493,6 +515,14 @@ def main() -> None:
     print(f"    fan-out (compose --send-now)  {run['queue_s']:7.1f} s = {args.n / run['queue_s']:,.0f} rows/s")
     print(f"      of which a process start-up {run['startup_s']:7.1f} s (`mailer topics list` on the same database)")
     print(f"    delivery (workers)            {run['drain_s']:7.1f} s = {run['sent'] / run['drain_s']:,.0f} msg/s")
+    print(f"      the workers' CPU (user+sys) {run['worker_cpu_s']:7.1f} s = {run['worker_cpu_s'] / run['drain_s']:.2f} of "
+          f"a core over the delivery, {run['worker_cpu_s'] / max(run['sent'], 1) * 1e6:,.0f} µs a message")
+    spent = run["worker_time"]
+    connections = CONNECTIONS * args.workers
+    print(f"      where it went (the workers' log): claiming {spent['claiming']:.1f} s and building "
+          f"{spent['building']:.1f} s in the pass's thread, ahead of the connections;")
+    print(f"        per connection ({connections}): talking to the relay {spent['relay'] / connections:.1f} s, "
+          f"waiting for its result's commit {spent['recording'] / connections:.1f} s")
     print("targets (issue 7):")
     print(f"  mailer / smtp-source            {project / reference:6.2f}   (>= {TARGET_VS_SOURCE}: "
           f"{verdict(project / reference >= TARGET_VS_SOURCE)})")

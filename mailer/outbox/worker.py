@@ -15,7 +15,9 @@ import queue
 import secrets
 import socket
 import threading
+import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,6 +49,9 @@ class Tally:
     failed: int = 0
     reclaimed: int = 0
     errors: Counter = field(default_factory=Counter)  # relay error class -> messages it deferred or failed
+    # Where the pass's time went, in seconds: "claiming" and "building" in the pass's own thread,
+    # "relay" and "recording" (waiting for the commit) summed over the connections.
+    seconds: Counter = field(default_factory=Counter)
 
     @property
     def handled(self) -> int:
@@ -59,6 +64,17 @@ class Tally:
         self.failed += other.failed
         self.reclaimed += other.reclaimed
         self.errors.update(other.errors)
+        self.seconds.update(other.seconds)
+
+
+@contextmanager
+def timed(tally: Tally, phase: str):
+    """Add the time the block takes to `tally.seconds[phase]` (Counter updates are one bytecode: no lock)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        tally.seconds[phase] += time.perf_counter() - started
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -313,9 +329,12 @@ def run_once(config: Config, backends: Backend | Sequence[Backend], stopping: th
                 if not claims or not claims[-1].is_live():  # a lapsed claim's rows stay set aside
                     claims.append(Claim(config, new_holder()).__enter__())
                 claim = claims[-1]
-                rows = claim_due(config, batch_size, claim.holder, tally)
+                with timed(tally, "claiming"):
+                    rows = claim_due(config, batch_size, claim.holder, tally)
                 if rows:
-                    sending.offer(claim, prepare(config, builder, rows, claim.holder, secret, tally))
+                    with timed(tally, "building"):
+                        envelopes = prepare(config, builder, rows, claim.holder, secret, tally)
+                    sending.offer(claim, envelopes)
                     continue
                 # Nothing more is due. Rows set aside on the way (a lapsed claim) are due again once
                 # handed back: wait for the connections, then go on if there were any.
@@ -408,12 +427,14 @@ class Sending:
         if self._relay_down:  # no point offering the rest to a relay we cannot reach: a retry later
             result = replace(self._relay_down[0], outbox_id=envelope.outbox_id)
         else:
-            [result] = backend.send([envelope])
+            with timed(self.recorder.tally, "relay"):
+                [result] = backend.send([envelope])
             if result.is_connection_error:
                 self._relay_down.append(result)
         # Waits for the commit: only then the next message. If the database is away, this raises and the
         # pass stops; the rows come back when their lease runs out.
-        self.recorder.record(result, claim.holder)
+        with timed(self.recorder.tally, "recording"):
+            self.recorder.record(result, claim.holder)
 
 
 class Recorder:
@@ -488,6 +509,11 @@ def describe(tally: Tally, depth: int) -> str:
             f"reclaimed {tally.reclaimed}, queue depth {depth}")
 
 
+def time_spent(tally: Tally) -> str:
+    """Where a pass's time went, for the log: the relay's share against our own."""
+    return ", ".join(f"{phase} {tally.seconds[phase]:.1f} s" for phase in ("claiming", "building", "relay", "recording"))
+
+
 class RelayWatch:
     """Warns once when the relay has refused everything for REFUSING_WARNING_AFTER."""
 
@@ -515,6 +541,9 @@ def log_pass(tally: Tally, watch: RelayWatch | None = None) -> None:
     log.log(logging.WARNING if tally.failed else logging.INFO, describe(tally, depth),
             extra={"sent": tally.sent, "deferred": tally.retrying, "failed": tally.failed,
                    "reclaimed": tally.reclaimed, "queued": depth})
+    if tally.sent >= 1000:  # a big pass says where its time went (relay and recording: summed over connections)
+        log.info("delivery pass time: %s", time_spent(tally),
+                 extra={f"{phase}_seconds": round(value, 3) for phase, value in tally.seconds.items()})
     for error, count in sorted(tally.errors.items()):
         log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count,
                     extra={"relay_error": error, "messages": count})
