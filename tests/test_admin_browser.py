@@ -154,3 +154,43 @@ def test_an_editor_sends_an_urgent_alert_to_one_topic_from_a_phone(open_page, se
         desk.screenshot(path=str(SCREENSHOTS / "admin-send-results.png"), full_page=True)
     # The only complaint allowed: the preview refusing the article's remote image, as its policy says.
     assert [e for e in open_page.watch.errors if "img-src" not in e] == []
+
+
+def test_an_editor_copies_the_blogs_signup_box_on_a_phone(open_page, app, session, chromium, live_server):
+    from subscribers import embed
+
+    make_editor()
+    session.remove()
+    clock.freeze(clock.now())  # the snippet's token is stamped when it is made: the page's and ours alike
+    try:
+        expected = embed.snippet(app.config["MAILER"], app.config["SECRET_KEY"], app.jinja_env)
+        phone = open_page(PHONE)
+        phone.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        _sign_in(phone, "editor@example.org")
+        phone.get_by_role("link", name="Signup box").click()
+        expect(phone.get_by_role("heading", name="The signup box for your blog")).to_be_visible()
+        phone.wait_for_load_state("load")  # the stylesheet and the Copy script, on a slow machine too
+        code = phone.get_by_label("The signup box (HTML)")
+        expect(code).to_have_value(expected)
+        expect(code).not_to_be_editable()
+        phone.get_by_role("button", name="Copy").click()
+        expect(phone.locator("#snippet-status")).to_have_text("Copied. Now paste it into your blog.")
+        assert phone.evaluate("navigator.clipboard.readText()") == expected
+        preview = phone.frame_locator("iframe.signup-preview")
+        expect(preview.get_by_label("Email address")).to_be_visible()
+        # The bots' field stays off-screen in the preview too (its inline style is allowed there).
+        assert preview.get_by_label("Leave this field empty").bounding_box()["x"] < -1000
+        assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        # Without JavaScript the code is there to select by hand, and no Copy button that does nothing.
+        no_script = chromium.new_context(viewport=PHONE, base_url=live_server, java_script_enabled=False)
+        try:
+            plain = no_script.new_page()
+            _sign_in(plain, "editor@example.org")
+            plain.goto("/admin/signup-box/")
+            expect(plain.get_by_label("The signup box (HTML)")).to_have_value(expected)
+            expect(plain.get_by_role("button", name="Copy")).to_be_hidden()
+        finally:
+            no_script.close()
+    finally:
+        clock.thaw()
+    assert open_page.watch.external == [] and open_page.watch.errors == []

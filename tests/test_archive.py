@@ -127,3 +127,39 @@ def test_view_in_your_browser_opens_the_readers_own_variant_without_their_tokens
     # Another send's variant, a variant that is not a number or a huge one: a 404 page.
     for url in (f"/archive/{slug}/999", f"/archive/{slug}/x", f"/archive/{slug}/{2**63}", "/archive/nothing/1"):
         assert client.get(url).status_code == 404
+
+
+def _issue_heading(html: str) -> str | None:
+    """The words of the "Issue N · date" line a digest opens with, as a reader sees them."""
+    match = re.search(r'<p class="issue"[^>]*>([^<]*)</p>', html)
+    return match.group(1).strip() if match else None
+
+
+@pytest.fixture
+def delivered_digest(app, session, frozen_clock, deliver):
+    """A digest queued to one reader and delivered: its slug, the reader's variant and the mail's HTML."""
+    from sqlalchemy import select
+
+    from mailer.sends.models import SendVariant
+
+    factories.fixed_articles(session)
+    factories.subscriber(session, "reader@example.org")
+    send = operations.compose_next(session)
+    send_operations.queue(session, send)
+    session.commit()
+    slug, variant_id = send.slug, session.scalar(select(SendVariant.id))
+    [mail] = deliver()
+    return slug, variant_id, mail.get_body(("html",)).get_content()
+
+
+def test_the_web_version_shows_the_issue_heading_the_mail_shows(client, delivered_digest):
+    slug, _, mail_html = delivered_digest
+    assert _issue_heading(mail_html) == "Issue 1 · 23 November 2026"
+    assert _issue_heading(client.get(f"/archive/{slug}").get_data(as_text=True)) == _issue_heading(mail_html)
+
+
+def test_the_readers_own_web_version_shows_the_issue_heading_the_mail_shows(client, delivered_digest):
+    slug, variant_id, mail_html = delivered_digest
+    assert f"/archive/{slug}/{variant_id}" in mail_html  # "View in your browser" opens this page
+    page = client.get(f"/archive/{slug}/{variant_id}").get_data(as_text=True)
+    assert _issue_heading(page) == _issue_heading(mail_html) == "Issue 1 · 23 November 2026"

@@ -8,7 +8,8 @@ from flask import Blueprint, current_app, redirect, request, session, url_for
 from flask_login import current_user, logout_user
 
 from mailer import clock, db
-from mailer.admin import accounts, alerts, articles, auth, dashboard, digest, feeds, privacy, sends, topics, webhooks
+from mailer.admin import (accounts, alerts, articles, auth, dashboard, digest, feeds, privacy, sends, signup_box, topics,
+                          webhooks)
 from mailer.admin import subscribers as subscriber_room
 from mailer.editors import operations as editor_operations
 
@@ -29,6 +30,7 @@ MENU = [
     ("admin.feeds.index", "Feeds", False),
     ("admin.topics.index", "Topics", False),
     ("admin.subscribers.index", "Subscribers", False),
+    ("admin.signup_box.index", "Signup box", False),
     ("admin.privacy.index", "Privacy notice", True),
     ("admin.accounts.index", "Accounts", True),
     ("admin.accounts.audit", "Audit log", True),
@@ -91,6 +93,6 @@ def _menu():
 
 
 # Each room is a blueprint of its own, nested here once (a blueprint registers its children per app).
-for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, subscriber_room, privacy, accounts,
-              webhooks):
+for _room in (auth, dashboard, digest, alerts, sends, articles, feeds, topics, subscriber_room, signup_box, privacy,
+              accounts, webhooks):
     blueprint.register_blueprint(_room.blueprint)

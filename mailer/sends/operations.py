@@ -252,15 +252,10 @@ def variant_url(config: Config, send: Send, variant_id: int) -> str:
 def variant_web_version(session: Session, send: Send, variant: SendVariant) -> emails.Rendered | None:
     """A variant as a public page: composed again for its topic set as the web version, with anonymous
     tracked links and no personal ones (the mail's own render holds the readers' placeholders)."""
-    config = _config()
-    placeholders = Placeholders(secrets.token_hex(8))
-    settings = DigestSettings(config, variant_url(config, send, variant.id), placeholders, is_archive=True,
-                              editor_note=send.editor_note)
-    parts = _composer(send)(article_views(session, send, placeholders), queries.topic_set_of(variant.topic_key),
-                            settings)
-    if parts is None:
-        return None
-    return personalise(parts, placeholders, lambda name: delivery.tracked_url(config, send.id, name, None))
+    # The same render as /archive/<slug>, so both pages carry the mail's issue heading.
+    rendered, _ = _web_version(session, send, queries.topic_set_of(variant.topic_key),
+                               variant_url(_config(), send, variant.id))
+    return rendered
 
 
 def _store_archive(session: Session, send: Send) -> None:
