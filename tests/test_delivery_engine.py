@@ -5,6 +5,7 @@ log lines of a pass."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import timedelta
 
@@ -208,6 +209,29 @@ def test_a_pass_says_what_happened_in_one_line_and_relay_errors_once(session, co
     errors = [line for line in lines if line.startswith("relay error")]
     assert errors == ["relay error smtp: ConnectionRefusedError: 3 message(s) deferred or failed this pass"]
     assert not any("@" in line for line in lines)  # no address in the log
+
+
+def test_a_big_pass_says_where_its_time_went(session, config, caplog, monkeypatch):
+    from mailer.outbox import worker
+
+    queue(session, *(f"reader{i}@example.org" for i in range(8)))
+    monkeypatch.setattr(worker, "TIME_SPENT_AFTER", 8)
+    caplog.set_level(logging.INFO, logger="mailer.outbox.worker")
+    pool = [MemoryBackend() for _ in range(3)]
+    log_pass(run_once(config, pool))
+    assert sum(len(backend.sent) for backend in pool) == 8
+    [record] = [r for r in caplog.records if r.getMessage().startswith("delivery pass time:")]
+    spent = dict(re.findall(r"(claiming|building|relay|recording) ([\d.]+) s", record.getMessage()))
+    assert spent.keys() == {"claiming", "building", "relay", "recording"}
+    # Each connection waited for the commit of every one of its results: recording took some time.
+    assert record.recording_seconds > 0 and record.building_seconds > 0
+
+
+def test_a_small_pass_does_not_log_its_time(session, config, caplog):
+    queue(session, "a@example.org")
+    caplog.set_level(logging.INFO, logger="mailer.outbox.worker")
+    log_pass(run_once(config, MemoryBackend()))
+    assert not any(r.getMessage().startswith("delivery pass time:") for r in caplog.records)
 
 
 def test_retention_reduces_old_rows_to_counts_and_the_figures_stay(app, session, config, frozen_clock, runner):

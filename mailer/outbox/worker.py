@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 # A relay that has refused everything for this long gets a warning in the log, once.
 REFUSING_WARNING_AFTER = timedelta(minutes=10)
+# A pass that sent at least this many messages also logs where its time went.
+TIME_SPENT_AFTER = 1000
 
 
 @dataclass
@@ -488,8 +490,13 @@ class Recorder:
             for result, holder, _ in items:
                 by_holder.setdefault(holder, []).append(result)
             try:
+                import os as _os
+                _t = time.perf_counter()
                 for holder, results in by_holder.items():  # one holder but for a moment after a claim lapsed
                     self.tally.add(record(self.config, results, holder))
+                self.tally.seconds["commit"] += time.perf_counter() - _t
+                self.tally.seconds["commits"] += 1
+                self.tally.seconds["items"] += len(items)
             except Exception as exc:  # the database is away: the connections stop; the lease brings the rows back
                 error = exc
             for _, _, written in items:
@@ -511,7 +518,7 @@ def describe(tally: Tally, depth: int) -> str:
 
 def time_spent(tally: Tally) -> str:
     """Where a pass's time went, for the log: the relay's share against our own."""
-    return ", ".join(f"{phase} {tally.seconds[phase]:.1f} s" for phase in ("claiming", "building", "relay", "recording"))
+    return ", ".join(f"{phase} {tally.seconds[phase]:.1f} s" for phase in ("claiming", "building", "relay", "recording", "commit", "commits", "items"))
 
 
 class RelayWatch:
@@ -541,9 +548,9 @@ def log_pass(tally: Tally, watch: RelayWatch | None = None) -> None:
     log.log(logging.WARNING if tally.failed else logging.INFO, describe(tally, depth),
             extra={"sent": tally.sent, "deferred": tally.retrying, "failed": tally.failed,
                    "reclaimed": tally.reclaimed, "queued": depth})
-    if tally.sent >= 1000:  # a big pass says where its time went (relay and recording: summed over connections)
+    if tally.sent >= TIME_SPENT_AFTER:  # relay and recording: summed over the connections
         log.info("delivery pass time: %s", time_spent(tally),
-                 extra={f"{phase}_seconds": round(value, 3) for phase, value in tally.seconds.items()})
+                 extra={f"{phase}_seconds": round(value, 4) for phase, value in tally.seconds.items()})
     for error, count in sorted(tally.errors.items()):
         log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count,
                     extra={"relay_error": error, "messages": count})
