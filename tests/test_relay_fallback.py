@@ -172,6 +172,22 @@ def test_primary_closing_the_session_at_mail_from_hands_that_message_to_the_fall
     assert len(fallback.delivered) >= 1
 
 
+def test_primary_closing_the_session_at_rcpt_hands_that_message_over_and_logs_no_address(
+        session, database_url, tmp_path, relays, frozen_clock, caplog):
+    primary, fallback = relays
+    # A 421 names the relay's state even when it comes at RCPT quoting the recipient: not a bounce.
+    primary.refuse("reader1@example.org", "421 4.3.2 <reader1@example.org>: Service shutting down")
+    queue_digest(session, 3)
+    caplog.set_level(logging.INFO)
+    tally = drain(two_relay_config(database_url, tmp_path, primary, fallback))
+    assert (tally.sent, tally.failed) == (3, 0)
+    assert fallback.copies()["reader1@example.org"] == 1
+    assert primary.copies() + fallback.copies() == {address: 1 for address in readers(0, 3)}
+    assert session.scalar(select(Suppression)) is None
+    [switched] = log_lines(caplog, SWITCHED)
+    assert "421" in switched and "@" not in switched
+
+
 def test_primary_is_tried_again_after_retry_primary_seconds_and_used_once_it_answers(
         session, database_url, tmp_path, relays, frozen_clock, caplog):
     primary, fallback = relays

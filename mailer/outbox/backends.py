@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import re
 import smtplib
 import ssl
 import threading
@@ -278,6 +279,10 @@ def _describe(exc: BaseException) -> str:
     return f"smtp: {exc.__class__.__name__}: {exc}"
 
 
+# An address in a relay's reply (a 421 at RCPT may quote the recipient): the log never carries one.
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
 class RelaySwitch:
     """Which relay a worker's connections hand mail to: the primary, or the fallback while the primary
     refuses us. One per worker, shared by its connections, so the switch is logged once, not once per
@@ -293,10 +298,6 @@ class RelaySwitch:
         primary, fallback = config["mail.smtp"], config["mail.smtp_fallback"]
         return cls(f"{primary['host']}:{primary['port']}", f"{fallback['host']}:{fallback['port']}",
                    timedelta(seconds=fallback["retry_primary_seconds"]))
-
-    @property
-    def is_on_fallback(self) -> bool:
-        return self._primary_down_until is not None
 
     def use_primary(self) -> bool:
         """Whether the next message goes to the primary. Once the wait is over, the caller that asks
@@ -316,7 +317,7 @@ class RelaySwitch:
             self._primary_down_until = clock.now() + self.retry_primary
         if was_in_use:
             log.warning("relay %s refused us (%s): sending through the fallback relay %s, trying %s again "
-                        "every %d s", self.primary, reason, self.fallback, self.primary,
+                        "every %d s", self.primary, _ADDRESS.sub("<address>", reason), self.fallback, self.primary,
                         self.retry_primary.total_seconds())
 
     def primary_answered(self) -> None:
@@ -324,7 +325,7 @@ class RelaySwitch:
             was_down = self._primary_down_until is not None
             self._primary_down_until = None
         if was_down:
-            log.warning("relay %s answers again: sending through it, no longer through %s",
+            log.info("relay %s answers again: sending through it, no longer through %s",
                         self.primary, self.fallback)
 
 
