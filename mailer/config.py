@@ -59,6 +59,18 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "timeout": 30,
         "ca_file": "",  # a PEM bundle to trust instead of the system's, for a relay with a private CA
     },
+    # A second relay, used while the first cannot be reached or refuses the session; empty host = none.
+    "mail.smtp_fallback": {
+        "host": "",
+        "port": 25,
+        "security": "none",
+        "username": "",
+        "password": "",
+        "rate_per_second": 0,
+        "timeout": 30,
+        "ca_file": "",
+        "retry_primary_seconds": 300,
+    },
     "dkim": {
         "selector": "",
         "domain": "",
@@ -140,6 +152,7 @@ ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 CHOICES = {
     ("mail", "backend"): {"maildir", "smtp"},
     ("mail.smtp", "security"): {"none", "starttls", "tls"},
+    ("mail.smtp_fallback", "security"): {"none", "starttls", "tls"},
     ("bounces", "imap_security"): {"none", "starttls", "tls"},
 }
 
@@ -174,8 +187,8 @@ class Config(Mapping[str, Mapping[str, Any]]):
 
 
 # Settings whose values an error message must never show (errors end up in terminals and logs).
-SECRETS = {("mail.smtp", "password"), ("site", "secret_key"), ("site", "rate_limit_storage"),
-           ("bounces", "imap_password"), ("bounces", "webhook_secret")}
+SECRETS = {("mail.smtp", "password"), ("mail.smtp_fallback", "password"), ("site", "secret_key"),
+           ("site", "rate_limit_storage"), ("bounces", "imap_password"), ("bounces", "webhook_secret")}
 
 
 def _coerce(section: str, key: str, value: Any, default: Any, origin: str) -> Any:
@@ -373,10 +386,13 @@ def _validate(values: dict[str, dict[str, Any]]) -> None:
     for key in ("pending_per_domain_per_hour", "min_seconds", "proof_of_work_max_number"):
         if values["signup"][key] < 0:
             raise ConfigError(f"signup.{key} must be 0 or more")
-    for key in ("username", "password"):
-        if not values["mail.smtp"][key].isascii():
-            # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).
-            raise ConfigError(f"mail.smtp.{key} must be ASCII: Python's smtplib cannot send other characters")
+    for section in ("mail.smtp", "mail.smtp_fallback"):
+        for key in ("username", "password"):
+            if not values[section][key].isascii():
+                # smtplib sends AUTH in ASCII only; the value itself is never shown (it may be the password).
+                raise ConfigError(f"{section}.{key} must be ASCII: Python's smtplib cannot send other characters")
+    if values["mail.smtp_fallback"]["retry_primary_seconds"] < 1:
+        raise ConfigError("mail.smtp_fallback.retry_primary_seconds must be 1 or more")
     bounces = values["bounces"]
     for key in ("interval_minutes", "soft_limit", "soft_days"):
         if bounces[key] < 1:

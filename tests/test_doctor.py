@@ -268,3 +268,20 @@ def test_the_cli_exits_1_with_one_line_per_problem(tmp_path):
         f"run `mailer db upgrade`",
         f"mailer doctor: base_url: http://127.0.0.1:{port}/healthz did not answer: Connection refused",
     ]
+
+
+def test_a_fallback_relay_is_checked_too_and_named_when_it_does_not_answer(tmp_path, settings, smtp_server):
+    working = {**settings, "mail.smtp_fallback": {"host": smtp_server.host, "port": smtp_server.port, "timeout": 5}}
+    fallback = examine(tmp_path, working)["fallback"]
+    assert fallback.status == "ok" and fallback.message.startswith(f"{smtp_server.host}:{smtp_server.port} answered EHLO")
+    port = _closed_port()
+    _allowed_smtp.add(("127.0.0.1", port))
+    down = {**settings, "mail.smtp_fallback": {"host": "127.0.0.1", "port": port, "timeout": 5}}
+    findings = examine(tmp_path, down)
+    assert (findings["relay"].status, findings["fallback"].status) == ("ok", "fail")
+    assert findings["fallback"].message == f"127.0.0.1:{port}: connect failed: Connection refused"
+    assert smtp_server.received == []
+
+
+def test_no_fallback_relay_no_fallback_check(tmp_path, settings):
+    assert "fallback" not in examine(tmp_path, settings)

@@ -24,6 +24,7 @@ from mailer.config import Config
 from mailer.errors import InvalidToken
 from mailer.outbox import verp
 from mailer.outbox.models import OutboxMessage
+from mailer.sends import message_ids
 from subscribers import operations as subscriber_operations
 from subscribers import tokens as subscriber_tokens
 from subscribers.models import Subscriber
@@ -161,6 +162,8 @@ def _targets(session: Session, report: Report, secret: str) -> list[_Target]:
         rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.message_id.in_(report.message_ids))))
     targets = [_Target(row.recipient, session.get(Subscriber, row.subscriber_id) if row.subscriber_id else None,
                        row.send_id) for row in rows if row.recipient]
+    if not targets and report.message_ids:
+        targets = _bulk_targets(session, report, secret)
     if not targets:
         for token in report.unsubscribe_tokens:
             try:
@@ -179,3 +182,28 @@ def _targets(session: Session, report: Report, secret: str) -> list[_Target]:
     for target in targets:
         unique.setdefault(target.address.lower(), target)
     return list(unique.values())
+
+
+def _bulk_targets(session: Session, report: Report, secret: str) -> list[_Target]:
+    """Whom a bulk message's Message-ID names: its send and reader are sealed in it (bulk rows keep
+    no Message-ID). The outbox row is preferred (the address as mailed); after retention removed it,
+    the reader's current record. Bulk mail sent before Message-IDs were sealed is not found this way."""
+    targets = []
+    for message_id in report.message_ids:
+        ids = message_ids.read(message_id, secret)
+        if ids is None:
+            if message_ids.is_sealed(message_id):
+                # Our shape, not our seal: a forged Message-ID is never acted on. Not logged: its text.
+                log.warning("report %s: Message-ID ignored: forged (its seal is not ours)", report.reference)
+            continue
+        send_id, subscriber_id = ids
+        row = session.scalar(select(OutboxMessage).where(OutboxMessage.send_id == send_id,
+                                                         OutboxMessage.subscriber_id == subscriber_id))
+        subscriber = session.get(Subscriber, subscriber_id)
+        if row is not None and row.recipient:
+            targets.append(_Target(row.recipient, subscriber, send_id))
+        elif subscriber is not None:
+            targets.append(_Target(subscriber.email, subscriber, send_id))
+        else:
+            log.warning("report %s: Message-ID of send %d ignored: its reader is gone", report.reference, send_id)
+    return targets

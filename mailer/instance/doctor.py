@@ -49,8 +49,10 @@ class Finding:
 
 def examine(config: Config, published_dkim: str = "") -> list[Finding]:
     """Every check, in the order an admin would go: database, relay, DKIM, site, bounces, then the gaps."""
-    findings = [check_database(config), check_relay(config), check_dkim(config, published_dkim),
-                check_base_url(config), check_bounces(config.get("bounces"))]
+    findings = [check_database(config), check_relay(config)]
+    if config["mail"]["backend"] == "smtp" and config["mail.smtp_fallback"]["host"]:
+        findings.append(check_relay(config, "mail.smtp_fallback"))
+    findings += [check_dkim(config, published_dkim), check_base_url(config), check_bounces(config.get("bounces"))]
     findings += [Finding("warn", "setup", gap) for gap in startup.production_gaps(config)
                  if not gap.startswith("dkim.")]  # the DKIM check says that one itself
     return findings
@@ -81,13 +83,16 @@ def envelope_sender(config: Config) -> str:
     return return_path.replace(PLACEHOLDER, SAMPLE_TOKEN) or config["mail"]["from_address"]
 
 
-def check_relay(config: Config) -> Finding:
-    """EHLO, STARTTLS and AUTH as configured, then MAIL FROM and RSET: the relay's answer, no message."""
+def check_relay(config: Config, section: str = "mail.smtp") -> Finding:
+    """EHLO, STARTTLS and AUTH as configured, then MAIL FROM and RSET: the relay's answer, no message.
+
+    `section` "mail.smtp_fallback" asks the second relay the same, as the check named "fallback"."""
     if config["mail"]["backend"] != "smtp":
         return Finding("warn", "relay", f"mail.backend is {config['mail']['backend']}: mail is written to "
                                         f"{config['mail']['maildir']} and nothing is sent; set "
                                         f"mail.backend = \"smtp\" and [mail.smtp] for real sends")
-    s = config["mail.smtp"]
+    check = "fallback" if section == "mail.smtp_fallback" else "relay"
+    s = config[section]
     where = f"{s['host']}:{s['port']}"
     sender = envelope_sender(config)
     context = ssl.create_default_context(cafile=s["ca_file"] or None)
@@ -101,7 +106,7 @@ def check_relay(config: Config) -> Finding:
             step = "EHLO"
             code, reply = conn.ehlo()
             if code != 250:
-                return Finding("fail", "relay", f"{where} refused EHLO: {code} {_text(reply)}")
+                return Finding("fail", check, f"{where} refused EHLO: {code} {_text(reply)}")
             name = _text(reply).splitlines()[0]
             done = [f"answered EHLO as {name}"]
             if s["security"] == "starttls":
@@ -115,16 +120,16 @@ def check_relay(config: Config) -> Finding:
             step = f"MAIL FROM:<{sender}>"
             code, reply = conn.mail(sender)
             if code != 250:
-                return Finding("fail", "relay", f"{where} refused MAIL FROM:<{sender}>: {code} {_text(reply)}")
+                return Finding("fail", check, f"{where} refused MAIL FROM:<{sender}>: {code} {_text(reply)}")
             conn.rset()
     except smtplib.SMTPNotSupportedError:
-        return Finding("fail", "relay", f"{where} does not offer {step.split()[0]}: set mail.smtp.security to "
-                                        f"what the relay offers (\"tls\" on port 465?)")
+        return Finding("fail", check, f"{where} does not offer {step.split()[0]}: set {section}.security to "
+                                      f"what the relay offers (\"tls\" on port 465?)")
     except smtplib.SMTPResponseException as exc:
-        return Finding("fail", "relay", f"{where} refused {step}: {exc.smtp_code} {_text(exc.smtp_error)}")
+        return Finding("fail", check, f"{where} refused {step}: {exc.smtp_code} {_text(exc.smtp_error)}")
     except (smtplib.SMTPException, OSError) as exc:
-        return Finding("fail", "relay", f"{where}: {step} failed: {getattr(exc, 'strerror', None) or exc}")
-    return Finding("ok", "relay", f"{where} {', '.join(done)} and accepted MAIL FROM:<{sender}> (nothing sent)")
+        return Finding("fail", check, f"{where}: {step} failed: {getattr(exc, 'strerror', None) or exc}")
+    return Finding("ok", check, f"{where} {', '.join(done)} and accepted MAIL FROM:<{sender}> (nothing sent)")
 
 
 def _text(reply: bytes | str) -> str:

@@ -5,16 +5,22 @@ The worker knows nothing else about where mail goes; config picks the backend.
 
 from __future__ import annotations
 
+import logging
 import mailbox
+import re
 import smtplib
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, Sequence
 
+from mailer import clock
 from mailer.config import Config
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Result:
     is_withdrawn: bool = False
     # The relay could not be reached (or refused our login): the next messages would fare the same.
     is_connection_error: bool = False
+    # The relay turned the whole session away (421, service not available) rather than this message.
+    is_session_refused: bool = False
 
 
 class Backend(Protocol):
@@ -131,10 +139,13 @@ IDLE_CHECK_SECONDS = 5
 
 
 class SMTPBackend:
-    """Real SMTP: one connection reused across batches, STARTTLS or implicit TLS, optional AUTH."""
+    """Real SMTP: one connection reused across batches, STARTTLS or implicit TLS, optional AUTH.
 
-    def __init__(self, config: Config, pacer: Pacer | None = None):
-        self.settings = config["mail.smtp"]
+    `section` is the config table of the relay: `mail.smtp`, or `mail.smtp_fallback` for the second one.
+    """
+
+    def __init__(self, config: Config, pacer: Pacer | None = None, section: str = "mail.smtp"):
+        self.settings = config[section]
         # One pacer for every connection of a worker: the rate limit is the relay's, not a connection's.
         self.pacer = pacer or Pacer(self.settings["rate_per_second"])
         self._conn: smtplib.SMTP | None = None
@@ -221,7 +232,8 @@ class SMTPBackend:
             return _refusal(env, code, text), False
         except smtplib.SMTPResponseException as exc:
             self._reset_after_error()
-            return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error)), False
+            return Result(env.outbox_id, False, 500 <= exc.smtp_code < 600, _reply(exc.smtp_code, exc.smtp_error),
+                          is_session_refused=exc.smtp_code == SERVICE_NOT_AVAILABLE), False
         except (smtplib.SMTPException, OSError) as exc:  # the connection broke (mid-DATA, say)
             self.close()
             return Result(env.outbox_id, False, False, _describe(exc)), True
@@ -245,9 +257,14 @@ class SMTPBackend:
             self._conn = None
 
 
+# The reply a relay gives when it closes the session (RFC 5321 4.2.3): about the relay, never the recipient.
+SERVICE_NOT_AVAILABLE = 421
+
+
 def _refusal(env: Envelope, code: int, text: bytes | str) -> Result:
     permanent = 500 <= code < 600
-    return Result(env.outbox_id, False, permanent, _reply(code, text), is_bounce=permanent)
+    return Result(env.outbox_id, False, permanent, _reply(code, text), is_bounce=permanent,
+                  is_session_refused=code == SERVICE_NOT_AVAILABLE)
 
 
 def _reply(code: int, text: bytes | str) -> str:
@@ -262,11 +279,122 @@ def _describe(exc: BaseException) -> str:
     return f"smtp: {exc.__class__.__name__}: {exc}"
 
 
+# An address in a relay's reply (a 421 at RCPT may quote the recipient): the log never carries one.
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>]+>?")
+
+
+class RelaySwitch:
+    """Which relay a worker's connections hand mail to: the primary, or the fallback while the primary
+    refuses us. One per worker, shared by its connections, so the switch is logged once, not once per
+    message or connection, and one connection at a time tries the primary again."""
+
+    def __init__(self, primary: str, fallback: str, retry_primary: timedelta):
+        self.primary, self.fallback, self.retry_primary = primary, fallback, retry_primary
+        self._lock = threading.Lock()
+        self._primary_down_until: datetime | None = None  # None: the primary is in use
+
+    @classmethod
+    def from_config(cls, config: Config) -> "RelaySwitch":
+        primary, fallback = config["mail.smtp"], config["mail.smtp_fallback"]
+        return cls(f"{primary['host']}:{primary['port']}", f"{fallback['host']}:{fallback['port']}",
+                   timedelta(seconds=fallback["retry_primary_seconds"]))
+
+    def use_primary(self) -> bool:
+        """Whether the next message goes to the primary. Once the wait is over, the caller that asks
+        first tries the primary; the others keep to the fallback until it has answered."""
+        with self._lock:
+            if self._primary_down_until is None:
+                return True
+            now = clock.now()
+            if now < self._primary_down_until:
+                return False
+            self._primary_down_until = now + self.retry_primary
+            return True
+
+    def primary_refused(self, reason: str) -> None:
+        with self._lock:
+            was_in_use = self._primary_down_until is None
+            self._primary_down_until = clock.now() + self.retry_primary
+        if was_in_use:
+            log.warning("relay %s refused us (%s): sending through the fallback relay %s, trying %s again "
+                        "every %d s", self.primary, _ADDRESS.sub("<address>", reason), self.fallback, self.primary,
+                        self.retry_primary.total_seconds())
+
+    def primary_answered(self) -> None:
+        with self._lock:
+            was_down = self._primary_down_until is not None
+            self._primary_down_until = None
+        if was_down:
+            log.info("relay %s answers again: sending through it, no longer through %s",
+                        self.primary, self.fallback)
+
+
+def is_relay_refusal(result: Result) -> bool:
+    """The relay, not the message or its recipient, is why it was not sent: another relay may take it."""
+    return result.is_connection_error or result.is_session_refused
+
+
+class FailoverBackend:
+    """One connection's worth of sending to the primary relay, handing a message to the fallback relay
+    when the primary cannot be reached, fails TLS, refuses our login or closes the session (421).
+
+    A recipient the primary refuses (550 no such user, 452 mailbox full) is the recipient's fate, not
+    the relay's: that result stands and the fallback never sees the message.
+    """
+
+    def __init__(self, primary: SMTPBackend, fallback: SMTPBackend, switch: RelaySwitch):
+        self.primary, self.fallback, self.switch = primary, fallback, switch
+
+    def send(self, batch: Sequence[Envelope]) -> list[Result]:
+        results: list[Result] = []
+        for index, env in enumerate(batch):
+            result = self._deliver(env)
+            results.append(result)
+            if result.is_connection_error:  # both relays refused us: the rest waits for a retry
+                results.extend(replace(result, outbox_id=e.outbox_id) for e in batch[index + 1:])
+                break
+        return results
+
+    def _deliver(self, env: Envelope) -> Result:
+        primary_error = ""
+        if self.switch.use_primary():
+            [result] = self.primary.send([env])
+            if not is_relay_refusal(result):
+                self.switch.primary_answered()
+                self.fallback.close()  # back on the primary: no idle connection kept to the fallback
+                return result
+            self.primary.close()
+            self.switch.primary_refused(result.error)
+            primary_error = result.error
+        [result] = self.fallback.send([env])
+        if is_relay_refusal(result) and primary_error:
+            # Both refused: the primary's reason first, so the worker's log counts it as the relay's error.
+            result = replace(result, error=f"{primary_error}; fallback relay: {result.error}")
+        return result
+
+    def close(self) -> None:
+        self.primary.close()
+        self.fallback.close()
+
+
+def _smtp_pool(config: Config, connections: int) -> list[Backend]:
+    """`connections` SMTP backends sharing one rate limit per relay (and, with a fallback relay, one switch)."""
+    pacer = Pacer(config["mail.smtp"]["rate_per_second"])
+    primaries = [SMTPBackend(config, pacer) for _ in range(max(1, connections))]
+    fallback = config["mail.smtp_fallback"]
+    if not fallback["host"]:
+        return list(primaries)
+    fallback_pacer = Pacer(fallback["rate_per_second"])
+    switch = RelaySwitch.from_config(config)
+    return [FailoverBackend(primary, SMTPBackend(config, fallback_pacer, "mail.smtp_fallback"), switch)
+            for primary in primaries]
+
+
 def from_config(config: Config) -> Backend:
     """The backend `mail.backend` names, signing with DKIM when `[dkim]` is set."""
     from mailer.outbox import signing
 
-    backend: Backend = SMTPBackend(config) if config["mail"]["backend"] == "smtp" else \
+    backend: Backend = _smtp_pool(config, 1)[0] if config["mail"]["backend"] == "smtp" else \
         MaildirBackend(config["mail"]["maildir"])
     signer = signing.from_config(config)
     return signing.SigningBackend(backend, signer) if signer else backend
@@ -274,12 +402,12 @@ def from_config(config: Config) -> Backend:
 
 def pool_from_config(config: Config) -> list[Backend]:
     """One backend per connection a worker sends over at once: `mail.smtp.connections` for SMTP,
-    sharing one rate limit; one for Maildir (a local disk gains nothing from more)."""
+    sharing one rate limit (each able to fall back to `[mail.smtp_fallback]` when that is set); one for
+    Maildir (a local disk gains nothing from more)."""
     from mailer.outbox import signing
 
     if config["mail"]["backend"] == "smtp":
-        pacer = Pacer(config["mail.smtp"]["rate_per_second"])
-        pool: list[Backend] = [SMTPBackend(config, pacer) for _ in range(max(1, config["mail.smtp"]["connections"]))]
+        pool: list[Backend] = _smtp_pool(config, config["mail.smtp"]["connections"])
     else:
         pool = [MaildirBackend(config["mail"]["maildir"])]
     signer = signing.from_config(config)

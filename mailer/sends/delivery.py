@@ -7,8 +7,6 @@ that moment, and the Message-ID is derived from the send and the reader, so a re
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable, Iterable
 
 from sqlalchemy import select
@@ -21,6 +19,7 @@ from mailer.links import tokens as link_tokens
 from mailer.links.models import Link
 from mailer.links.queries import OPEN
 from mailer.outbox.models import OutboxMessage
+from mailer.sends import message_ids
 from mailer.sends.models import Send, SendVariant
 from mailer.sends.queries import Recipient
 from subscribers import tokens as subscriber_tokens
@@ -50,9 +49,9 @@ def tracked_url(config: Config, send_id: int, name: str, recipient_id: int | Non
 
 
 def message_id(config: Config, secret: str, send_id: int, subscriber_id: int) -> str:
-    """The Message-ID of one reader's copy of a send: the same on every attempt, opaque to readers."""
-    digest = hmac.new(secret.encode(), f"message:{send_id}:{subscriber_id}".encode(), hashlib.sha256).hexdigest()
-    return f"<{digest[:32]}@{emails.sender_domain(config)}>"
+    """The Message-ID of one reader's copy of a send: the same on every attempt, opaque to readers, and
+    read back by the bounce reader (`message_ids.read`)."""
+    return f"<{message_ids.local_part(secret, send_id, subscriber_id)}@{emails.sender_domain(config)}>"
 
 
 class Builder:
