@@ -22,9 +22,16 @@ def mail_route(config: Config) -> str:
     mail = config["mail"]
     if mail["backend"] == "maildir":
         return f"maildir {mail['maildir']} (files only: nothing leaves this machine)"
-    smtp = config["mail.smtp"]
+    route = f"smtp relay {_relay(config['mail.smtp'])}"
+    fallback = config["mail.smtp_fallback"]
+    if fallback["host"]:
+        route += f", falling back to {_relay(fallback)}"
+    return route
+
+
+def _relay(smtp: dict) -> str:
     login = f", as {smtp['username']}" if smtp["username"] else ""
-    return f"smtp relay {smtp['host']}:{smtp['port']} ({smtp['security']}{login})"
+    return f"{smtp['host']}:{smtp['port']} ({smtp['security']}{login})"
 
 
 def production_gaps(config: Config) -> list[str]:

@@ -24,6 +24,19 @@ from tests.conftest import make_config
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# ---- where mail goes ------------------------------------------------------------------------------
+
+def test_the_mail_route_names_the_relay_and_the_fallback(tmp_path):
+    environ = {"MAILER_MAIL_BACKEND": "smtp", "MAILER_MAIL_SMTP_HOST": "relay.example.net",
+               "MAILER_MAIL_SMTP_PORT": "587", "MAILER_MAIL_SMTP_SECURITY": "starttls",
+               "MAILER_MAIL_SMTP_USERNAME": "news"}
+    one = startup.mail_route(config_module.load(environ=environ, home=tmp_path))
+    assert one == "smtp relay relay.example.net:587 (starttls, as news)"
+    two = startup.mail_route(config_module.load(environ={**environ, "MAILER_MAIL_SMTP_FALLBACK_HOST": "backup.example.net",
+                                                         "MAILER_MAIL_SMTP_FALLBACK_PORT": "25"}, home=tmp_path))
+    assert two == one + ", falling back to backup.example.net:25 (none)"
+
+
 # ---- the production gaps -----------------------------------------------------------------------
 
 def test_the_built_in_defaults_name_each_production_gap(tmp_path):
