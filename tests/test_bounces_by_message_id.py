@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import email.message
 import logging
-import os
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +16,7 @@ from mailer.bounces.models import BounceEvent
 from mailer.sends import message_ids
 from subscribers.models import Subscriber, SubscriberState, Suppression
 from tests.conftest import make_config
+from tests.test_bounces import maildir, process
 from tests.test_delivery_engine import queue_digest
 
 RETURN_PATH = "bounces+{token}@news.example.org"
@@ -122,24 +121,6 @@ Content-Disposition: inline
 
 def crlf(text: str) -> bytes:
     return text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
-
-
-def maildir(tmp_path: Path, *messages: bytes) -> Path:
-    root = tmp_path / "bounces"
-    for sub in ("new", "cur", "tmp"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for i, raw in enumerate(messages):
-        name = f"17953{i:05d}.M1P{os.getpid()}.mail.news.example.org"
-        (root / "tmp" / name).write_bytes(raw)
-        (root / "tmp" / name).rename(root / "new" / name)
-    return root
-
-
-def process(runner, root: Path):
-    db.session.remove()
-    result = runner.invoke(["bounces", "process", "--maildir", str(root)])
-    db.session.remove()
-    return result
 
 
 def suppressed(session) -> dict[str, str]:
