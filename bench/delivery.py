@@ -388,12 +388,12 @@ class Project:
 
 
 PASS_TIME = re.compile(r"delivery pass time: claiming ([\d.]+) s, building ([\d.]+) s, relay ([\d.]+) s, "
-                       r"recording ([\d.]+) s")
+                       r"recording ([\d.]+) s \((\d+) commits\)")
 
 
 def time_spent(logs: list[Path]) -> dict[str, float]:
     """The workers' own account of where a pass's time went (their "delivery pass time" log lines)."""
-    spent = dict.fromkeys(("claiming", "building", "relay", "recording"), 0.0)
+    spent = dict.fromkeys(("claiming", "building", "relay", "recording", "commits"), 0.0)
     for log in logs:
         for match in PASS_TIME.finditer(log.read_text()):
             for phase, seconds in zip(spent, match.groups()):
@@ -522,7 +522,8 @@ def main() -> None:
     print(f"      where it went (the workers' log): claiming {spent['claiming']:.1f} s and building "
           f"{spent['building']:.1f} s in the pass's thread, ahead of the connections;")
     print(f"        per connection ({connections}): talking to the relay {spent['relay'] / connections:.1f} s, "
-          f"waiting for its result's commit {spent['recording'] / connections:.1f} s")
+          f"waiting for its result's commit {spent['recording'] / connections:.1f} s "
+          f"({run['sent'] / max(spent['commits'], 1):.1f} results a commit)")
     print("targets (issue 7):")
     print(f"  mailer / smtp-source            {project / reference:6.2f}   (>= {TARGET_VS_SOURCE}: "
           f"{verdict(project / reference >= TARGET_VS_SOURCE)})")

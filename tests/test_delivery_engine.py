@@ -225,6 +225,7 @@ def test_a_big_pass_says_where_its_time_went(session, config, caplog, monkeypatc
     assert spent.keys() == {"claiming", "building", "relay", "recording"}
     # Each connection waited for the commit of every one of its results: recording took some time.
     assert record.recording_seconds > 0 and record.building_seconds > 0
+    assert 1 <= record.commits <= 8
 
 
 def test_a_small_pass_does_not_log_its_time(session, config, caplog):

@@ -54,6 +54,7 @@ class Tally:
     # Where the pass's time went, in seconds: "claiming" and "building" in the pass's own thread,
     # "relay" and "recording" (waiting for the commit) summed over the connections.
     seconds: Counter = field(default_factory=Counter)
+    commits: int = 0  # the recorder's transactions: fewer than the results when connections share them
 
     @property
     def handled(self) -> int:
@@ -67,6 +68,7 @@ class Tally:
         self.reclaimed += other.reclaimed
         self.errors.update(other.errors)
         self.seconds.update(other.seconds)
+        self.commits += other.commits
 
 
 @contextmanager
@@ -490,13 +492,9 @@ class Recorder:
             for result, holder, _ in items:
                 by_holder.setdefault(holder, []).append(result)
             try:
-                import os as _os
-                _t = time.perf_counter()
                 for holder, results in by_holder.items():  # one holder but for a moment after a claim lapsed
                     self.tally.add(record(self.config, results, holder))
-                self.tally.seconds["commit"] += time.perf_counter() - _t
-                self.tally.seconds["commits"] += 1
-                self.tally.seconds["items"] += len(items)
+                self.tally.commits += 1
             except Exception as exc:  # the database is away: the connections stop; the lease brings the rows back
                 error = exc
             for _, _, written in items:
@@ -518,7 +516,8 @@ def describe(tally: Tally, depth: int) -> str:
 
 def time_spent(tally: Tally) -> str:
     """Where a pass's time went, for the log: the relay's share against our own."""
-    return ", ".join(f"{phase} {tally.seconds[phase]:.1f} s" for phase in ("claiming", "building", "relay", "recording", "commit", "commits", "items"))
+    return (", ".join(f"{phase} {tally.seconds[phase]:.1f} s" for phase in ("claiming", "building", "relay", "recording"))
+            + f" ({tally.commits} commits)")
 
 
 class RelayWatch:
@@ -550,7 +549,8 @@ def log_pass(tally: Tally, watch: RelayWatch | None = None) -> None:
                    "reclaimed": tally.reclaimed, "queued": depth})
     if tally.sent >= TIME_SPENT_AFTER:  # relay and recording: summed over the connections
         log.info("delivery pass time: %s", time_spent(tally),
-                 extra={f"{phase}_seconds": round(value, 4) for phase, value in tally.seconds.items()})
+                 extra={"commits": tally.commits,
+                        **{f"{phase}_seconds": round(value, 4) for phase, value in tally.seconds.items()}})
     for error, count in sorted(tally.errors.items()):
         log.warning("relay error %s: %d message(s) deferred or failed this pass", error, count,
                     extra={"relay_error": error, "messages": count})
