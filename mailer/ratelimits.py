@@ -5,6 +5,11 @@ module's `DatabaseStorage`, registered with the `limits` library under the schem
 `mailer serve`, every gunicorn worker and every host behind one database count together. `take()` is
 the same step for counts of our own (pending signups per domain).
 
+On SQLite the storage counts on the request's own connection (`db.session`), in a short transaction of
+its own committed at once: every SQLite transaction holds the write lock (mailer.db), so a second
+connection in the same thread would wait on any read the request had begun, and a signup would take
+the lock once more than it needs.
+
 The key of a row is an HMAC of what is counted (an IP address, a domain) under the site's secret: the
 table never holds an address, and a seized database cannot be tested against a list of them.
 """
@@ -14,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import current_app
@@ -21,7 +28,7 @@ from limits.storage import MovingWindowSupport, Storage
 from sqlalchemy import Connection, delete, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer import clock
+from mailer import clock, db
 from subscribers.models import RateHit
 
 SCHEME = "mailer-db"
@@ -78,18 +85,37 @@ class DatabaseStorage(Storage, MovingWindowSupport):
     def _key(key: str) -> str:
         return hashed_key(current_app.config["SECRET_KEY"], key)
 
+    @staticmethod
+    @contextmanager
+    def _transaction() -> Iterator[Connection]:
+        """A transaction that is committed when the step ends, whatever the request does next.
+
+        On SQLite, the request's own session: whatever the request read (or wrote) before its limit
+        was checked is committed with the count; limits are checked before a view writes anything.
+        """
+        engine = current_app.extensions["engine"]
+        if engine.dialect.name != "sqlite" or db.session.get_bind() is not engine:
+            with engine.begin() as conn:
+                yield conn
+            return
+        try:
+            yield db.session.connection()
+        except BaseException:
+            db.session.rollback()
+            raise
+        db.session.commit()
+
     def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        with current_app.extensions["engine"].begin() as conn:
+        with self._transaction() as conn:
             return take(conn, LIMITER_SCOPE, self._key(key), limit=limit, per=timedelta(seconds=expiry),
                         amount=amount)
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
         since = clock.now() - timedelta(seconds=expiry)
-        with current_app.extensions["engine"].connect() as conn:
+        with self._transaction() as conn:
             oldest, count = conn.execute(
                 select(func.min(RateHit.hit_at), func.count()).where(
                     RateHit.scope == LIMITER_SCOPE, RateHit.key == self._key(key), RateHit.hit_at > since)).one()
-            conn.rollback()
         if not count:
             return clock.now().timestamp(), 0
         if oldest.tzinfo is None:  # SQLite hands back a naive UTC time from an aggregate
@@ -97,11 +123,11 @@ class DatabaseStorage(Storage, MovingWindowSupport):
         return oldest.timestamp(), count
 
     def clear(self, key: str) -> None:
-        with current_app.extensions["engine"].begin() as conn:
+        with self._transaction() as conn:
             conn.execute(delete(RateHit).where(RateHit.scope == LIMITER_SCOPE, RateHit.key == self._key(key)))
 
     def reset(self) -> int | None:
-        with current_app.extensions["engine"].begin() as conn:
+        with self._transaction() as conn:
             return conn.execute(delete(RateHit).where(RateHit.scope == LIMITER_SCOPE)).rowcount
 
     def check(self) -> bool:

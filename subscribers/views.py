@@ -97,18 +97,17 @@ def subscribe():
     site = config.site_name
     embedded = _is_embedded()
     form = forms.SubscribeForm()
-    form.topics.choices = _topic_choices()
-    descriptions = _topic_descriptions()
-    # End the read here: on SQLite every transaction takes the write lock (mailer.db), and checking the
-    # form and its token need none; the signup's own transaction starts at its first query.
-    db.session.commit()
     notice = ""
+    # The form and its token are checked before the first query, and a signup reads and writes in one
+    # transaction: on SQLite every transaction takes the write lock (mailer.db), once a signup is enough.
     if form.validate_on_submit():
         if form.website.data:  # the honeypot: look like success, store nothing
             return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
         meta = _meta(form.form_id.data or "subscribe")
         try:
-            _refuse_topics_not_offered(form)
+            if form.topics.data:
+                form.topics.choices = _topic_choices()
+                _refuse_topics_not_offered(form)
             if _proof_of_work_is_missing(config):
                 notice = challenge.UNSOLVED
             else:
@@ -127,6 +126,9 @@ def subscribe():
             raise CSRFError("signup form token refused")
         notice = str(refusal)  # expired, or sent back too fast: the form again, filled in, nothing stored
     status = 400 if form.errors or notice else 200
+    form.topics.choices = _topic_choices()
+    descriptions = _topic_descriptions()
+    db.session.commit()  # end the read before rendering: on SQLite it holds the write lock
     has_script = config["signup"]["proof_of_work"]
     proof = challenge.new(current_app.config["SECRET_KEY"], config["signup"]["proof_of_work_max_number"]) \
         if has_script else ""
