@@ -5,10 +5,11 @@ module's `DatabaseStorage`, registered with the `limits` library under the schem
 `mailer serve`, every gunicorn worker and every host behind one database count together. `take()` is
 the same step for counts of our own (pending signups per domain).
 
-On SQLite the storage counts on the request's own connection (`db.session`), in a short transaction of
-its own committed at once: every SQLite transaction holds the write lock (mailer.db), so a second
-connection in the same thread would wait on any read the request had begun, and a signup would take
-the lock once more than it needs.
+On SQLite the storage counts on the request's own connection (`db.session`): every SQLite transaction
+holds the write lock (mailer.db), so a second connection in the same thread would wait on any read the
+request had begun. The count is committed at once, unless the view is `counted_in_the_request`: then
+it is part of the view's transaction, which the view commits on every path (the signup: one write
+lock and one commit a signup instead of two).
 
 The key of a row is an HMAC of what is counted (an IP address, a domain) under the site's secret: the
 table never holds an address, and a seized database cannot be tested against a list of them.
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import functools
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, has_request_context, request
 from limits.storage import MovingWindowSupport, Storage
 from sqlalchemy import Connection, delete, func, insert, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +39,22 @@ LIMITER_SCOPE = "limiter"
 KEEP = timedelta(days=1)
 PRUNE_EVERY = 500
 _steps = itertools.count(1)
+IN_THE_REQUEST = "mailer.ratelimits.in_the_request"  # a WSGI environ key
+
+
+def counted_in_the_request(view):
+    """Put this outside `@limiter.limit` on a view that commits its session on every path it answers
+    (a refusal included): on SQLite its limits are then counted in that same transaction.
+
+    A count the view's transaction rolls back is lost, so the view rolls back only to savepoints.
+    """
+
+    @functools.wraps(view)
+    def counted(*args, **kwargs):
+        request.environ[IN_THE_REQUEST] = True
+        return view(*args, **kwargs)
+
+    return counted
 
 
 def hashed_key(secret: str, key: str) -> str:
@@ -88,15 +106,19 @@ class DatabaseStorage(Storage, MovingWindowSupport):
     @staticmethod
     @contextmanager
     def _transaction() -> Iterator[Connection]:
-        """A transaction that is committed when the step ends, whatever the request does next.
+        """A transaction that is committed when the step ends, whatever the request does next; on
+        SQLite, in the request's own session, and left to the view when it is `counted_in_the_request`.
 
-        On SQLite, the request's own session: whatever the request read (or wrote) before its limit
-        was checked is committed with the count; limits are checked before a view writes anything.
+        Committed here, whatever the request read (or wrote) before its limit was checked is committed
+        with the count; limits are checked before a view writes anything.
         """
         engine = current_app.extensions["engine"]
         if engine.dialect.name != "sqlite" or db.session.get_bind() is not engine:
             with engine.begin() as conn:
                 yield conn
+            return
+        if has_request_context() and request.environ.get(IN_THE_REQUEST):
+            yield db.session.connection()
             return
         try:
             yield db.session.connection()
