@@ -94,8 +94,9 @@ def _proof_of_work_is_missing(config) -> bool:
 @ratelimits.counted_in_the_request
 @limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
-    """The signup form. Every path commits (a refusal too): on SQLite the per-address limit's count is
-    part of this request's transaction (mailer.ratelimits), so a signup takes the write lock once."""
+    """The signup form. Every path commits (a refusal too): the per-IP limit's count is part of this
+    request's transaction (mailer.ratelimits), so a signup is one transaction (on SQLite one turn of
+    the write lock)."""
     config = current_app.config["MAILER"]
     site = config.site_name
     embedded = _is_embedded()
