@@ -8,6 +8,7 @@ import json
 from flask import Response, current_app, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from mailer import db, ratelimits, web
 from mailer.extensions import limiter
@@ -137,8 +138,8 @@ def subscribe():
 
 def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta, config) -> str:
     """Sign up and commit; the notice to show instead ("" when signed up). A refusal (SubscriberError)
-    rolls back to a savepoint, so what the limit counted stays for the page to commit; a concurrent
-    signup of the same new address is retried, not a 500."""
+    and a concurrent signup of the same new address (retried once, not a 500) roll back only to a
+    savepoint: what the limit counted in this transaction stays."""
 
     def work() -> str:
         with db.session.begin_nested():
@@ -151,7 +152,12 @@ def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta, config) ->
                                topic_slugs=form.topics.data or [], meta=meta)
         return ""
 
-    return db.commit_retrying_once(work)
+    try:
+        notice = work()
+    except IntegrityError:  # the other signup committed first: this time its row is found
+        notice = work()
+    db.session.commit()
+    return notice
 
 
 def thanks():
