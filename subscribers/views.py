@@ -9,6 +9,7 @@ from flask import Response, current_app, make_response, redirect, render_templat
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
 
 from mailer import db, ratelimits, web
 from mailer.extensions import limiter
@@ -101,7 +102,11 @@ def subscribe():
     config = current_app.config["MAILER"]
     site = config.site_name
     embedded = _is_embedded()
-    form = forms.SubscribeForm()
+    try:
+        form = forms.SubscribeForm()
+    except HTTPException:  # a body far too large (413), or not a form: refused, and still counted
+        db.session.commit()
+        raise
     notice = ""
     # The form and its token are checked before the first query of our own; topics are read only
     # when a reader posted some, or when the page is shown.

@@ -71,19 +71,20 @@ def test_per_ip_counts_are_kept_as_keyed_hashes_in_the_shared_table(database_url
 
 
 def test_refused_signups_count_against_the_per_ip_limit_too(database_url, tmp_path):
-    """A bad address, a forged form and the honeypot each count: on SQLite the count is part of the
-    signup's own transaction, and a refusal must not roll it back."""
+    """A bad address, a forged form, the honeypot and a body far too large each count: the count is
+    part of the signup's own transaction, and a refusal must not roll it back."""
     from mailer.app import create_app
 
     app = create_app(make_config(database_url, tmp_path, site={"trusted_proxies": 1},
-                                 signup={"rate_limit": "3 per hour"}))
+                                 signup={"rate_limit": "4 per hour"}))
     client = app.test_client()
     headers = {"X-Forwarded-For": "203.0.113.20"}
     bad_address = client.post("/subscribe", data=signup_form(client, email="not an address"), headers=headers)
     forged = client.post("/subscribe", data=signup_form(client, csrf_token="forged"), headers=headers)
     honeypot = client.post("/subscribe", data=signup_form(client, website="spam"), headers=headers)
+    too_large = client.post("/subscribe", data=signup_form(client, name="x" * 100_000), headers=headers)
     last = client.post("/subscribe", data=signup_form(client, email="late@example.org"), headers=headers)
-    assert [r.status_code for r in (bad_address, forged, honeypot, last)] == [400, 400, 302, 429]
+    assert [r.status_code for r in (bad_address, forged, honeypot, too_large, last)] == [400, 400, 302, 413, 429]
     app.extensions["engine"].dispose()
 
 
