@@ -12,7 +12,9 @@ For each server (`mailer serve`, gunicorn) and each database (SQLite, PostgreSQL
    workers) and loaded the same way (the same number of form POSTs from the same threads);
 4. checks: no 5xx, no refused reader (every storm POST answers 302 to the thanks page), every 302
    matched by exactly one pending subscriber and one consent event, at most 3 confirmations queued
-   for the repeated mailbox; and prints requests/s, POST p50/p99 and the ratio to the hello-world.
+   for the repeated mailbox; and prints requests/s, POST p50/p99 and the ratio to the hello-world,
+   and the server's CPU time per request (its processes' user + system time over the storm, from
+   /proc): on a shared machine the ratios move with the neighbours' load, the CPU time much less.
 
     python bench/signup_storm.py                         # everything, full size
     python bench/signup_storm.py --servers serve --databases sqlite --signups 200
@@ -77,6 +79,7 @@ class Load:
     seconds: list[float] = field(default_factory=list)
     wall: float = 0.0
     refused: list[str] = field(default_factory=list)  # readers not answered 302
+    server_cpu: float = 0.0  # seconds of CPU the server's processes spent on this load
 
     @property
     def requests_per_second(self) -> float:
@@ -87,8 +90,27 @@ class Load:
         return ordered[min(len(ordered) - 1, int(len(ordered) * p))] * 1000 if ordered else 0.0
 
     @property
+    def cpu_ms_per_request(self) -> float:
+        return self.server_cpu / len(self.statuses) * 1000 if self.statuses else 0.0
+
+    @property
     def errors(self) -> int:
         return sum(1 for s in self.statuses if s >= 500)
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of process `pid` and its children (gunicorn's workers), from /proc; 0 elsewhere."""
+    if pid is None or not Path("/proc").is_dir():
+        return 0.0
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # a process that ended meanwhile
+            continue
+        if stat.parent.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent's id
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def post(port: int, path: str, body: bytes, forwarded: str) -> tuple[int, str, float]:
@@ -116,7 +138,8 @@ def form_token(port: int) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
 
 
-def storm(port: int, *, signups: int, threads: int, same: int, needs_token: bool) -> tuple[Load, Load]:
+def storm(port: int, *, signups: int, threads: int, same: int, needs_token: bool,
+          server_pid: int | None = None) -> tuple[Load, Load]:
     """The storm of distinct readers, then the concurrent signups of one mailbox."""
     tokens: dict[int, str] = {}
 
@@ -145,10 +168,12 @@ def storm(port: int, *, signups: int, threads: int, same: int, needs_token: bool
             tokens[worker] = form_token(port)
         time.sleep(MIN_SECONDS)  # a person takes that long to fill the form in
     load = Load()
+    cpu = cpu_seconds(server_pid)
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda w: work(w, load), range(threads)))
     load.wall = time.perf_counter() - started
+    load.server_cpu = cpu_seconds(server_pid) - cpu
 
     repeated = Load()
     gate = threading.Barrier(same)
@@ -206,7 +231,7 @@ def served(kind: str, app: str, port: int, cwd: Path, env: dict, *, threads: int
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{kind} ({app}) did not start: {process.stderr.read().decode()[-2000:]}")
                 time.sleep(0.1)
-        yield
+        yield process.pid
     finally:
         process.terminate()
         try:
@@ -231,7 +256,8 @@ class Result:
                 f"{self.load.requests_per_second:>7.1f} req/s  p50 {self.load.percentile(0.5):>6.0f} ms  "
                 f"p99 {self.load.percentile(0.99):>6.0f} ms  5xx {self.load.errors + self.repeated.errors}  "
                 f"refused {len(self.load.refused) + len(self.repeated.refused)}  | hello "
-                f"{self.hello.requests_per_second:>7.1f} req/s  ratio {ratio:.2f}x  | "
+                f"{self.hello.requests_per_second:>7.1f} req/s  ratio {ratio:.2f}x  | server CPU "
+                f"{self.load.cpu_ms_per_request:.1f} ms/req (hello {self.hello.cpu_ms_per_request:.1f})  | "
                 + ("OK" if not self.problems else "FAILED: " + "; ".join(self.problems[:5])))
 
 
@@ -288,12 +314,13 @@ def drill(server: str, database: str, *, signups: int, threads: int, same: int, 
         subprocess.run([sys.executable, "-m", "mailer", "db", "upgrade"], cwd=cwd, env=env, check=True,
                        capture_output=True)
         port = free_port()
-        with served(server, "mailer", port, cwd, env, threads=threads, workers=workers):
-            load, repeated = storm(port, signups=signups, threads=threads, same=same, needs_token=True)
+        with served(server, "mailer", port, cwd, env, threads=threads, workers=workers) as pid:
+            load, repeated = storm(port, signups=signups, threads=threads, same=same, needs_token=True,
+                                   server_pid=pid)
         problems = check(database_url, load, repeated)
         port = free_port()
-        with served(server, "hello", port, cwd, env, threads=threads, workers=workers):
-            hello, _ = storm(port, signups=signups, threads=threads, same=1, needs_token=False)
+        with served(server, "hello", port, cwd, env, threads=threads, workers=workers) as pid:
+            hello, _ = storm(port, signups=signups, threads=threads, same=1, needs_token=False, server_pid=pid)
     return Result(server, database, load, repeated, hello, problems)
 
 

@@ -8,8 +8,10 @@ import json
 from flask import Response, current_app, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import HTTPException
 
-from mailer import db, web
+from mailer import db, ratelimits, web
 from mailer.extensions import limiter
 from mailer.errors import InvalidToken, SubscriberError
 from mailer.topics import queries as topic_queries
@@ -91,42 +93,45 @@ def _proof_of_work_is_missing(config) -> bool:
                               request.form.get("altcha", ""))
 
 
+@ratelimits.counted_in_the_request
 @limiter.limit(_signup_rate_limit, methods=["POST"], exempt_when=_signup_unlimited)
 def subscribe():
+    """The signup form. Every path commits (a refusal too): the per-IP limit's count is part of this
+    request's transaction (mailer.ratelimits), so a signup is one transaction (on SQLite one turn of
+    the write lock)."""
     config = current_app.config["MAILER"]
     site = config.site_name
     embedded = _is_embedded()
-    form = forms.SubscribeForm()
-    form.topics.choices = _topic_choices()
-    descriptions = _topic_descriptions()
-    # End the read here: on SQLite every transaction takes the write lock (mailer.db), and checking the
-    # form and its token need none; the signup's own transaction starts at its first query.
-    db.session.commit()
+    try:
+        form = forms.SubscribeForm()
+    except HTTPException:  # a body far too large (413), or not a form: refused, and still counted
+        db.session.commit()
+        raise
     notice = ""
+    # The form and its token are checked before the first query of our own; topics are read only
+    # when a reader posted some, or when the page is shown.
     if form.validate_on_submit():
         if form.website.data:  # the honeypot: look like success, store nothing
+            db.session.commit()
             return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
-        meta = _meta(form.form_id.data or "subscribe")
         try:
-            _refuse_topics_not_offered(form)
-            if _proof_of_work_is_missing(config):
-                notice = challenge.UNSOLVED
-            else:
-                _sign_up(form, meta)
+            notice = _sign_up(form, _meta(form.form_id.data or "subscribe"), config)
         except SubscriberError as exc:
-            db.session.rollback()
             field = getattr(form, exc.field or "email")
             field.errors = [*field.errors, str(exc)]
         else:
             if not notice:
                 return redirect(url_for("subscribers.thanks", embed=1 if embedded else None))
-            db.session.rollback()
     elif form.csrf_token.errors:
         refusal = getattr(form, "token_refusal", None)
         if refusal is None or refusal.forged:  # no token, or not one of ours: not our form at all
+            db.session.commit()
             raise CSRFError("signup form token refused")
         notice = str(refusal)  # expired, or sent back too fast: the form again, filled in, nothing stored
     status = 400 if form.errors or notice else 200
+    form.topics.choices = _topic_choices()
+    descriptions = _topic_descriptions()
+    db.session.commit()  # before rendering: on SQLite the transaction holds the write lock
     has_script = config["signup"]["proof_of_work"]
     proof = challenge.new(current_app.config["SECRET_KEY"], config["signup"]["proof_of_work_max_number"]) \
         if has_script else ""
@@ -136,11 +141,28 @@ def subscribe():
     return _signup_page_policy(response, embedded=embedded, has_script=has_script)
 
 
-def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta) -> None:
-    """Sign up, committing once; a concurrent signup of the same new address is retried, not a 500."""
-    db.commit_retrying_once(lambda: operations.sign_up(
-        db.session, email=form.email.data, name=form.name.data or "", topic_slugs=form.topics.data or [],
-        meta=meta))
+def _sign_up(form: forms.SubscribeForm, meta: operations.RequestMeta, config) -> str:
+    """Sign up and commit; the notice to show instead ("" when signed up). A refusal (SubscriberError)
+    and a concurrent signup of the same new address (retried once, not a 500) roll back only to a
+    savepoint: what the limit counted in this transaction stays."""
+
+    def work() -> str:
+        with db.session.begin_nested():
+            if form.topics.data:
+                form.topics.choices = _topic_choices()
+                _refuse_topics_not_offered(form)
+            if _proof_of_work_is_missing(config):
+                return challenge.UNSOLVED
+            operations.sign_up(db.session, email=form.email.data, name=form.name.data or "",
+                               topic_slugs=form.topics.data or [], meta=meta)
+        return ""
+
+    try:
+        notice = work()
+    except IntegrityError:  # the other signup committed first: this time its row is found
+        notice = work()
+    db.session.commit()
+    return notice
 
 
 def thanks():

@@ -39,6 +39,8 @@ def test_fifty_concurrent_signups_of_one_address_queue_at_most_three_confirmatio
         assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 1
         assert db.session.scalar(select(func.count()).select_from(ConsentEvent)) == 50
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 3
+        # Each post counted against its reader's address, the ones that lost the race for the new row too.
+        assert db.session.scalar(select(func.count()).select_from(RateHit).where(RateHit.scope == "limiter")) == 50
         db.session.remove()
     app.extensions["engine"].dispose()
 
@@ -64,6 +66,43 @@ def test_per_ip_counts_are_kept_as_keyed_hashes_in_the_shared_table(database_url
     with app.app_context():
         keys = list(db.session.scalars(select(RateHit.key).where(RateHit.scope == "limiter")))
         assert len(keys) == 3 and not any("203.0.113" in key for key in keys)
+        db.session.remove()
+    app.extensions["engine"].dispose()
+
+
+def test_refused_signups_count_against_the_per_ip_limit_too(database_url, tmp_path):
+    """A bad address, a forged form, the honeypot and a body far too large each count: the count is
+    part of the signup's own transaction, and a refusal must not roll it back."""
+    from mailer.app import create_app
+
+    app = create_app(make_config(database_url, tmp_path, site={"trusted_proxies": 1},
+                                 signup={"rate_limit": "4 per hour"}))
+    client = app.test_client()
+    headers = {"X-Forwarded-For": "203.0.113.20"}
+    bad_address = client.post("/subscribe", data=signup_form(client, email="not an address"), headers=headers)
+    forged = client.post("/subscribe", data=signup_form(client, csrf_token="forged"), headers=headers)
+    honeypot = client.post("/subscribe", data=signup_form(client, website="spam"), headers=headers)
+    too_large = client.post("/subscribe", data=signup_form(client, name="x" * 100_000), headers=headers)
+    last = client.post("/subscribe", data=signup_form(client, email="late@example.org"), headers=headers)
+    assert [r.status_code for r in (bad_address, forged, honeypot, too_large, last)] == [400, 400, 302, 413, 429]
+    app.extensions["engine"].dispose()
+
+
+def test_a_signup_after_a_read_in_the_same_thread_is_answered(database_url, tmp_path):
+    """The limiter counts on the request's own connection: a read begun in this thread (on SQLite it
+    holds the write lock) no longer leaves the count waiting on a second connection."""
+    from mailer import db
+    from mailer.app import create_app
+
+    app = create_app(make_config(database_url, tmp_path, site={"trusted_proxies": 1}))
+    client = app.test_client()
+    form = signup_form(client, email="reader@example.org")
+    with app.app_context():
+        assert db.session.scalar(select(func.count()).select_from(Subscriber)) == 0  # the read stays open
+        response = client.post("/subscribe", data=form, headers={"X-Forwarded-For": "203.0.113.21"})
+        assert response.status_code == 302
+        db.session.remove()
+        assert db.session.scalar(select(func.count()).select_from(RateHit).where(RateHit.scope == "limiter")) == 1
         db.session.remove()
     app.extensions["engine"].dispose()
 
