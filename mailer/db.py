@@ -16,7 +16,7 @@ from typing import TypeVar
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError
-from sqlalchemy.orm import DeclarativeBase, scoped_session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from mailer.errors import ConfigError
@@ -108,6 +108,9 @@ def _create_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):
+            if conn.get_execution_options().get(READS_ONLY):  # see reading(): no write lock to wait for
+                conn.exec_driver_sql("BEGIN")
+                return
             # BEGIN IMMEDIATE: take the write lock up front so two writers wait instead of failing.
             writers.take(conn.connection.dbapi_connection)
             try:
@@ -177,6 +180,23 @@ class SQLiteWriters:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         self._lock.release()
+
+
+READS_ONLY = "mailer_reads_only"
+
+
+def reading(on: Session | None = None) -> None:
+    """Begin the session's transaction as one that only reads (call it before its first query).
+
+    On SQLite every other transaction takes the write lock when it begins (see above), so a page that
+    only reads (`/healthz`, the signup form shown) or the delivery worker looking readers up would
+    queue behind every writer and hold up the next. A reader in WAL mode needs no lock: it begins
+    deferred and reads its snapshot. It must not write: a write in it could fail at once with
+    "database is locked" when another writer committed since it began. PostgreSQL: no difference.
+    """
+    on = on or session()
+    if not on.in_transaction():  # one begun already (a test's, say) stays what it is
+        on.connection(execution_options={READS_ONLY: True})
 
 
 def commit_retrying_once(work: Callable[[], T]) -> T:

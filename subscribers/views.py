@@ -102,6 +102,8 @@ def subscribe():
     config = current_app.config["MAILER"]
     site = config.site_name
     embedded = _is_embedded()
+    if request.method == "GET":  # showing the form only reads: it need not wait for SQLite's writers
+        db.reading()
     try:
         form = forms.SubscribeForm()
     except HTTPException:  # a body far too large (413), or not a form: refused, and still counted

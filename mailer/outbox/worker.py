@@ -320,6 +320,7 @@ def suppressed_bulk(rows: list[OutboxMessage]) -> dict[int, str]:
     if not bulk:
         return {}
     with db.session.session_factory.begin() as session:
+        db.reading(session)
         reasons = dict(session.execute(
             select(Suppression.email, Suppression.reason).where(Suppression.email.in_(set(bulk.values())))).all())
     return {outbox_id: reasons[address] for outbox_id, address in bulk.items() if address in reasons}
@@ -394,6 +395,7 @@ def prepare(config: Config, builder, rows: list[OutboxMessage], holder: str, sec
     were queued) are recorded as such instead."""
     withdrawn = suppressed_bulk(rows)
     with db.session.session_factory() as session:
+        db.reading(session)  # looking readers up holds up none of the connections' commits
         built = builder.build(session, [row for row in rows if row.id not in withdrawn])
     refusals = [Result(row.id, False, True, f"not sent: the address was {reason} after this was queued",
                        is_withdrawn=True) for row in rows if (reason := withdrawn.get(row.id))]
