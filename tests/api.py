@@ -18,8 +18,8 @@ def auth(secret: str) -> dict:
 
 
 def call(client, method: str, path: str, secret: str | None, **kwargs):
-    """One API request, as a client on another machine makes it: the test's own read has ended (on
-    SQLite an open transaction holds the write lock, which the rate limiter's shared counts need)."""
+    """One API request, as a client on another machine makes it: the test's own read has ended first,
+    so the request sees the database as a client would, not through the test's transaction."""
     session = db.session()
     if session.in_transaction() and not (session.new or session.dirty or session.deleted):
         session.rollback()

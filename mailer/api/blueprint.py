@@ -63,8 +63,8 @@ def _token():
 def _rate_key() -> str:
     """Per token, so one busy client cannot starve another; requests without a token count per address.
 
-    From the secret's hash, not a database lookup: on SQLite a lookup's transaction holds the write lock,
-    and the limiter's shared counts are written on a connection of its own in this same thread.
+    From the secret's hash, not a database lookup: the key is asked for before the request is let in,
+    and a lookup would cost a query on every request, refused ones included.
     """
     secret = _bearer_secret()
     if secret.startswith(operations.SECRET_PREFIX) and len(secret) <= 200 and secret.isascii():

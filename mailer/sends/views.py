@@ -17,11 +17,13 @@ WEB_VERSION_POLICY = ("default-src 'none'; img-src https: http: data:; style-src
 
 
 def index():
+    db.reading()  # the archive's pages only read: they need not queue for SQLite's write lock
     return render_template("archive.html", sends=queries.archived_sends(db.session))
 
 
 def show(slug: str):
     """The web version of a send: the mail as sent to everyone, with anonymous links and no personal ones."""
+    db.reading()
     send = queries.archived_send(db.session, slug)
     if send is None:
         raise NotFound("There is no update at this address.")
@@ -49,6 +51,7 @@ def _web_page(html: str) -> Response:
 def atom():
     """The archive as an Atom feed (RFC 4287), newest first."""
     config = current_app.config["MAILER"]
+    db.reading()
     sends = queries.archived_sends(db.session, limit=FEED_ENTRIES)
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
