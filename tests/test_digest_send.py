@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from mailer.sends.models import Send, SendArticle
@@ -189,3 +190,34 @@ def test_one_render_per_topic_set_not_per_recipient(app, session, frozen_clock, 
     monkeypatch.setattr(emails, "render", lambda *a, **kw: renders.append(a[0]) or real_render(*a, **kw))
     assert send_operations.queue(session, send) == 12
     assert renders == ["digest", "digest", "digest"]  # two topic sets, and the web version
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)  # SQLite keeps no statistics
+def test_a_send_refreshes_postgresqls_statistics_after_a_bulk_change(session):
+    """A whole list imported just before a send: PostgreSQL planned for a table of a few readers, a
+    nested loop of every subscriber over every topic key (minutes at 100k), until autovacuum came."""
+    from sqlalchemy import insert, text
+
+    from mailer import clock
+    from mailer.sends import queries
+    from subscribers.models import Subscriber
+
+    def last_analyze():
+        session.execute(text("SELECT pg_stat_clear_snapshot()"))
+        return session.scalar(text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'subscribers'"))
+
+    before = last_analyze()
+    now = clock.now()
+    session.execute(insert(Subscriber), [
+        {"email": f"reader{i}@example.org", "name": "", "state": SubscriberState.confirmed, "created_at": now}
+        for i in range(500)])
+    session.execute(text("SELECT pg_stat_force_next_flush()"))
+    session.commit()
+    assert dict(queries.readers_per_topic_key(session)) == {"": 500}
+    session.commit()
+    analyzed = last_analyze()
+    assert analyzed is not None and analyzed != before
+    session.commit()
+    queries.readers_per_topic_key(session)  # nothing changed since: no second ANALYZE
+    session.commit()
+    assert last_analyze() == analyzed
