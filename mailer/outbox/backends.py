@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from mailer import clock
 from mailer.config import Config
@@ -173,17 +173,8 @@ class SMTPBackend:
         return conn
 
     def send(self, batch: Sequence[Envelope]) -> list[Result]:
-        results: list[Result] = []
         self._drop_if_stale()
-        for index, env in enumerate(batch):
-            result = self._deliver(env)
-            results.append(result)
-            if result.is_connection_error:
-                # The relay is down, distrusted or refuses our login: nothing is wrong with the
-                # messages, so the rest of the batch waits for a retry while someone fixes it.
-                results.extend(replace(result, outbox_id=e.outbox_id) for e in batch[index + 1:])
-                return results
-        return results
+        return _send_each(batch, self._deliver)
 
     def _deliver(self, env: Envelope) -> Result:
         """One message; a connection kept from before that dies under it is replaced once."""
@@ -259,6 +250,20 @@ class SMTPBackend:
 
 # The reply a relay gives when it closes the session (RFC 5321 4.2.3): about the relay, never the recipient.
 SERVICE_NOT_AVAILABLE = 421
+
+
+def _send_each(batch: Sequence[Envelope], deliver: Callable[[Envelope], Result]) -> list[Result]:
+    """Each envelope through `deliver`, until a connection error: the relay is down, distrusted or
+    refuses our login. Nothing is wrong with the messages then, so the rest of the batch gets the same
+    result and waits for a retry while someone fixes it."""
+    results: list[Result] = []
+    for index, env in enumerate(batch):
+        result = deliver(env)
+        results.append(result)
+        if result.is_connection_error:
+            results.extend(replace(result, outbox_id=e.outbox_id) for e in batch[index + 1:])
+            break
+    return results
 
 
 def _refusal(env: Envelope, code: int, text: bytes | str) -> Result:
@@ -346,14 +351,7 @@ class FailoverBackend:
         self.primary, self.fallback, self.switch = primary, fallback, switch
 
     def send(self, batch: Sequence[Envelope]) -> list[Result]:
-        results: list[Result] = []
-        for index, env in enumerate(batch):
-            result = self._deliver(env)
-            results.append(result)
-            if result.is_connection_error:  # both relays refused us: the rest waits for a retry
-                results.extend(replace(result, outbox_id=e.outbox_id) for e in batch[index + 1:])
-                break
-        return results
+        return _send_each(batch, self._deliver)  # a connection error here: both relays refused us
 
     def _deliver(self, env: Envelope) -> Result:
         primary_error = ""

@@ -65,6 +65,10 @@ class Tally:
         with _TALLY_LOCK:  # the pass's thread and the connections add to one tally
             self._add(other)
 
+    def add_seconds(self, phase: str, seconds: float) -> None:
+        with _TALLY_LOCK:
+            self.seconds[phase] += seconds
+
     def _add(self, other: Tally) -> None:
         self.sent += other.sent
         self.retrying += other.retrying
@@ -85,7 +89,7 @@ def timed(tally: Tally, phase: str):
     try:
         yield
     finally:
-        tally.add(Tally(seconds=Counter({phase: time.perf_counter() - started})))
+        tally.add_seconds(phase, time.perf_counter() - started)
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -240,18 +244,15 @@ def record(config: Config, results: list[Result], holder: str | None = None,
     tally = Tally()
     sent_ids = [result.outbox_id for result in results if result.is_sent]
     failures = [result for result in results if not result.is_sent]
-    statement = _MARK_SENT if holder is not None else _MARK_SENT_ANYONES
-    if not failures:  # the common case, in Core (on `connection` when the caller keeps one)
-        if connection is None:
-            with db.session.session_factory.kw["bind"].begin() as own:
-                tally.sent = own.execute(statement, {"ids": sent_ids, "now": now, "holder": holder}).rowcount
-        else:
-            with connection.begin():
-                tally.sent = connection.execute(statement, {"ids": sent_ids, "now": now, "holder": holder}).rowcount
+    mark_sent = (_MARK_SENT if holder is not None else _MARK_SENT_ANYONES,
+                 {"ids": sent_ids, "now": now, "holder": holder})
+    if not failures and connection is not None:  # the recorder's common case: Core, on its kept connection
+        with connection.begin():
+            tally.sent = connection.execute(*mark_sent).rowcount
         return tally
     with db.session.session_factory.begin() as session:
         if sent_ids:
-            tally.sent = session.connection().execute(statement, {"ids": sent_ids, "now": now, "holder": holder}).rowcount
+            tally.sent = session.connection().execute(*mark_sent).rowcount
         by_id = {row.id: row for row in session.scalars(
             select(OutboxMessage).where(OutboxMessage.id.in_([r.outbox_id for r in failures]), *_still_ours(holder)))}
         for result in failures:
