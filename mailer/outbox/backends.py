@@ -297,6 +297,7 @@ class RelaySwitch:
         self.primary, self.fallback, self.retry_primary = primary, fallback, retry_primary
         self._lock = threading.Lock()
         self._primary_down_until: datetime | None = None  # None: the primary is in use
+        self.refusal = ""  # why the primary last refused us
 
     @classmethod
     def from_config(cls, config: Config) -> "RelaySwitch":
@@ -320,6 +321,7 @@ class RelaySwitch:
         with self._lock:
             was_in_use = self._primary_down_until is None
             self._primary_down_until = clock.now() + self.retry_primary
+            self.refusal = reason
         if was_in_use:
             log.warning("relay %s refused us (%s): sending through the fallback relay %s, trying %s again "
                         "every %d s", self.primary, _ADDRESS.sub("<address>", reason), self.fallback, self.primary,
@@ -365,8 +367,10 @@ class FailoverBackend:
             self.switch.primary_refused(result.error)
             primary_error = result.error
         [result] = self.fallback.send([env])
+        # Both refused (the primary now, or a moment ago for another connection): the primary's reason
+        # first, so the worker's log counts it as the relay's error, and every row says the same.
+        primary_error = primary_error or self.switch.refusal
         if is_relay_refusal(result) and primary_error:
-            # Both refused: the primary's reason first, so the worker's log counts it as the relay's error.
             result = replace(result, error=f"{primary_error}; fallback relay: {result.error}")
         return result
 
