@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
@@ -61,14 +60,6 @@ def eligible_subscribers(session: Session) -> list[Recipient]:
         slugs = frozenset(slug for *_, slug in rows_of_one if slug is not None)
         recipients.append(Recipient(subscriber_id, email, name, token_version, slugs))
     return recipients
-
-
-def by_topic_set(recipients: list[Recipient]) -> dict[frozenset[str], list[Recipient]]:
-    """Recipients grouped by the topics they follow (the empty set: everything)."""
-    groups: dict[frozenset[str], list[Recipient]] = defaultdict(list)
-    for recipient in recipients:
-        groups[recipient.topic_slugs].append(recipient)
-    return dict(groups)
 
 
 def _topic_keys(session: Session):
